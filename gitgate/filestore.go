@@ -1,0 +1,125 @@
+package gitgate
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/gitgate/gitgate/internal/atomicfile"
+)
+
+// StateFileName is the name of the maintenance state file in the data dir.
+const StateFileName = "maintenance.json"
+
+// maxStateFileSize bounds what is read from the state file: it is a few
+// hundred bytes when written by the gate, so anything larger is not ours.
+const maxStateFileSize = 64 << 10
+
+// FileStore keeps the maintenance state in a JSON file in the data dir.
+// Several processes may write at once (the CLI and the server): every change
+// is a read-modify-write under an exclusive lock on a sibling lock file, and
+// the file is replaced atomically and durably.
+type FileStore struct {
+	path string
+	now  func() time.Time
+}
+
+// NewFileStore returns a store for the state file in dataDir.
+func NewFileStore(dataDir string) *FileStore {
+	return &FileStore{path: filepath.Join(dataDir, StateFileName), now: time.Now}
+}
+
+// Path is the state file's path.
+func (s *FileStore) Path() string { return s.path }
+
+// Load reads the state. A missing file is "not in maintenance", version 0.
+// A file that exists but cannot be read or parsed is an error: callers must
+// not treat it as "not in maintenance".
+func (s *FileStore) Load(ctx context.Context) (State, error) {
+	if err := ctx.Err(); err != nil {
+		return State{}, err
+	}
+	return readStateFile(s.path)
+}
+
+// Apply changes the state under the writers' lock and returns the new state.
+// A corrupt state file is not overwritten silently: the change fails and says
+// why, so the admin can look at it (or remove it) first.
+func (s *FileStore) Apply(ctx context.Context, c Change) (State, error) {
+	if err := ctx.Err(); err != nil {
+		return State{}, err
+	}
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o750); err != nil {
+		return State{}, fmt.Errorf("create data dir: %w", err)
+	}
+	lock, err := atomicfile.Acquire(s.path + ".lock")
+	if err != nil {
+		return State{}, fmt.Errorf("lock maintenance state: %w", err)
+	}
+	defer lock.Release()
+	cur, err := readStateFile(s.path)
+	if err != nil {
+		return State{}, err
+	}
+	next, err := cur.Apply(c, s.now())
+	if err != nil {
+		return State{}, err
+	}
+	data, err := json.MarshalIndent(next, "", "  ")
+	if err != nil {
+		return State{}, fmt.Errorf("encode maintenance state: %w", err)
+	}
+	if err := atomicfile.Write(s.path, append(data, '\n'), 0o644); err != nil {
+		return State{}, fmt.Errorf("write maintenance state %s: %w", s.path, err)
+	}
+	return next, nil
+}
+
+// readStateFile parses the state file strictly: unknown fields, trailing
+// data, oversize files and invalid values are errors.
+func readStateFile(path string) (State, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return State{}, nil
+	}
+	if err != nil {
+		return State{}, fmt.Errorf("read maintenance state: %w", err)
+	}
+	defer f.Close()
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(io.LimitReader(f, maxStateFileSize+1)); err != nil {
+		return State{}, fmt.Errorf("read maintenance state %s: %w", path, err)
+	}
+	if buf.Len() > maxStateFileSize {
+		return State{}, fmt.Errorf("maintenance state %s: larger than %d bytes", path, maxStateFileSize)
+	}
+	st, err := DecodeState(buf.Bytes())
+	if err != nil {
+		return State{}, fmt.Errorf("maintenance state %s: %w", path, err)
+	}
+	return st, nil
+}
+
+// DecodeState parses a state from its JSON form, strictly, and validates it.
+func DecodeState(data []byte) (State, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var st State
+	if err := dec.Decode(&st); err != nil {
+		return State{}, fmt.Errorf("parse: %w", err)
+	}
+	if dec.More() {
+		return State{}, errors.New("parse: trailing data after the JSON object")
+	}
+	if err := st.Validate(); err != nil {
+		return State{}, err
+	}
+	return st, nil
+}

@@ -1,0 +1,91 @@
+package gitgate
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gitgate/gitgate/internal/filewatch"
+)
+
+// LiveState holds the maintenance state in memory for the request path and
+// keeps it current: it watches the store's file and re-reads it on change,
+// with a periodic re-read as a fallback. Readers pay no I/O.
+//
+// When the file becomes unreadable or corrupt, the snapshot keeps the last
+// good state and carries the error, so the policy refuses pushes (fail
+// closed) while reads go on; it recovers by itself when the file is valid.
+type LiveState struct {
+	store *FileStore
+	log   *slog.Logger
+	cur   atomic.Pointer[Snapshot]
+
+	mu      sync.Mutex // serialises reloads and guards changed
+	changed chan struct{}
+}
+
+// NewLiveState returns a LiveState for store. Call Run to load and watch.
+func NewLiveState(store *FileStore, log *slog.Logger) *LiveState {
+	l := &LiveState{store: store, log: log, changed: make(chan struct{})}
+	l.cur.Store(&Snapshot{})
+	return l
+}
+
+// Current returns the state as last read. It never blocks.
+func (l *LiveState) Current() Snapshot { return *l.cur.Load() }
+
+// Changed returns a channel that is closed at the next change of the
+// snapshot (a new version, or the error appearing or clearing). Long-poll
+// handlers wait on it, then call Current and Changed again.
+func (l *LiveState) Changed() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.changed
+}
+
+// Run loads the state once, then keeps it current until ctx is done. It
+// returns after the first load, with the watch running in the background.
+func (l *LiveState) Run(ctx context.Context, fallback time.Duration) {
+	if err := filewatch.Watch(ctx, l.store.Path(), fallback, l.log, l.Reload); err != nil {
+		l.log.Warn("cannot watch the maintenance state file; changes will be seen within the poll interval", "err", err)
+	}
+}
+
+// Reload re-reads the store now. The server calls it after its own writes so
+// that they take effect before the write is acknowledged.
+func (l *LiveState) Reload() {
+	st, err := l.store.Load(context.Background())
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	old := l.cur.Load()
+	next := &Snapshot{State: st, Err: err}
+	if err != nil {
+		next.State = old.State // keep the last good state for display
+	}
+	if sameSnapshot(old, next) {
+		return
+	}
+	switch {
+	case err != nil:
+		l.log.Error("maintenance state unreadable: refusing pushes until it is fixed", "file", l.store.Path(), "err", err)
+	case old.Err != nil:
+		l.log.Info("maintenance state readable again", "file", l.store.Path(), "enabled", st.Enabled, "version", st.Version)
+	default:
+		l.log.Info("maintenance state changed", "enabled", st.Enabled, "version", st.Version, "by", st.By, "message", st.Message)
+	}
+	l.cur.Store(next)
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+func sameSnapshot(a, b *Snapshot) bool {
+	if (a.Err == nil) != (b.Err == nil) {
+		return false
+	}
+	if a.Err != nil {
+		return a.Err.Error() == b.Err.Error()
+	}
+	return a.State.Version == b.State.Version && a.State.Enabled == b.State.Enabled && a.State.Message == b.State.Message
+}

@@ -1,0 +1,186 @@
+package gitgate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Environment variables the gate sets for the git processes it starts, so
+// that hooks (see package hooks) know where the state lives and who pushes.
+const (
+	EnvDataDir   = "GITGATE_DATA_DIR"
+	EnvUser      = "GITGATE_USER"
+	EnvRepo      = "GITGATE_REPO"
+	EnvTransport = "GITGATE_TRANSPORT"
+)
+
+// DefaultKillDelay is how long a git process gets to exit after its context
+// ends (SIGTERM to its process group) before it is killed.
+const DefaultKillDelay = 5 * time.Second
+
+// gitConfig is passed to every git process as -c options: what a Git host
+// serves to every client, whatever the transport.
+var gitConfig = []string{
+	"uploadpack.allowFilter=true",        // partial clone
+	"uploadpack.allowAnySHA1InWant=true", // fetch by commit id, as GitLab allows
+	"receive.advertisePushOptions=true",  // git push -o
+}
+
+// Runner starts the real git binary for a service. It is the one place that
+// knows git's command line and environment; every transport goes through it.
+type Runner struct {
+	gitPath string
+	dataDir string
+	baseEnv []string
+}
+
+// NewRunner returns a runner for the git binary at gitPath (looked up in PATH
+// when it has no slash) whose processes will find the gate's state in dataDir.
+func NewRunner(gitPath, dataDir string) (*Runner, error) {
+	path, err := exec.LookPath(gitPath)
+	if err != nil {
+		return nil, fmt.Errorf("git binary: %w", err)
+	}
+	return &Runner{gitPath: path, dataDir: dataDir, baseEnv: baseEnv(os.Environ())}, nil
+}
+
+// baseEnv is the server's environment without GIT_* variables, which could
+// change what git does with the repository (GIT_DIR, GIT_OBJECT_DIRECTORY,
+// GIT_CONFIG_*...), and without our own per-process variables.
+func baseEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "GIT_") || strings.HasPrefix(kv, "GITGATE_") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// Invocation is one run of git for an operation.
+type Invocation struct {
+	Op   Operation
+	Repo Repo
+	// Protocol is the validated GIT_PROTOCOL value ("" for protocol v0).
+	Protocol string
+	// StatelessRPC runs the service in smart HTTP's request/response mode.
+	StatelessRPC bool
+	// AdvertiseRefs only prints the ref advertisement (HTTP info/refs).
+	AdvertiseRefs bool
+
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// ExitError is returned by Run when git ran and exited with a non-zero status.
+type ExitError struct{ Code int }
+
+func (e *ExitError) Error() string { return fmt.Sprintf("git exited with status %d", e.Code) }
+
+// Run runs git for inv and waits for it. Bytes stream between the caller's
+// reader and writers and git; nothing is buffered whole. When ctx ends, git's
+// process group gets SIGTERM and, after DefaultKillDelay, SIGKILL; the
+// process is always reaped before Run returns.
+func (r *Runner) Run(ctx context.Context, inv Invocation) error {
+	cmd := r.command(ctx, inv)
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &exit) && exit.Exited():
+		return &ExitError{Code: exit.ExitCode()}
+	case ctx.Err() != nil:
+		return fmt.Errorf("git %s %s: %w", inv.Op.Service.Subcommand(), inv.Repo.Name, context.Cause(ctx))
+	}
+	return fmt.Errorf("git %s %s: %w", inv.Op.Service.Subcommand(), inv.Repo.Name, err)
+}
+
+func (r *Runner) command(ctx context.Context, inv Invocation) *exec.Cmd {
+	args := make([]string, 0, 2*len(gitConfig)+5)
+	for _, kv := range gitConfig {
+		args = append(args, "-c", kv)
+	}
+	args = append(args, inv.Op.Service.Subcommand())
+	if inv.StatelessRPC {
+		args = append(args, "--stateless-rpc")
+	}
+	if inv.AdvertiseRefs {
+		args = append(args, "--http-backend-info-refs")
+	}
+	// The resolver returns absolute paths, so the last argument can never be
+	// taken for an option.
+	args = append(args, inv.Repo.Path)
+
+	cmd := exec.CommandContext(ctx, r.gitPath, args...)
+	cmd.Dir = inv.Repo.Path
+	cmd.Env = append(r.baseEnv[:len(r.baseEnv):len(r.baseEnv)],
+		EnvDataDir+"="+r.dataDir,
+		EnvUser+"="+inv.Op.User.String(),
+		EnvRepo+"="+inv.Repo.Name,
+		EnvTransport+"="+string(inv.Op.Transport),
+	)
+	if inv.Protocol != "" {
+		cmd.Env = append(cmd.Env, "GIT_PROTOCOL="+inv.Protocol)
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inv.Stdin, inv.Stdout, inv.Stderr
+	// git starts helpers (pack-objects, index-pack): signal them all.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error {
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	}
+	cmd.WaitDelay = DefaultKillDelay
+	return cmd
+}
+
+// ErrInvalidProtocol is returned by [ParseProtocol] for a malformed value.
+var ErrInvalidProtocol = errors.New("invalid Git-Protocol")
+
+// maxProtocolLength bounds the Git-Protocol header / GIT_PROTOCOL variable.
+const maxProtocolLength = 256
+
+// ParseProtocol validates a Git-Protocol header or GIT_PROTOCOL value and
+// returns what may be passed to git. The value is a colon-separated list of
+// key or key=value items made of printable ASCII without spaces. Only the
+// "version" key matters to git; it must be 0, 1 or 2. Anything else is
+// rejected so that no hostile text reaches git's environment.
+func ParseProtocol(v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	if len(v) > maxProtocolLength {
+		return "", fmt.Errorf("%w: longer than %d bytes", ErrInvalidProtocol, maxProtocolLength)
+	}
+	for _, item := range strings.Split(v, ":") {
+		key, val, hasVal := strings.Cut(item, "=")
+		if !isProtocolToken(key) || (hasVal && !isProtocolToken(val)) {
+			return "", fmt.Errorf("%w: %q", ErrInvalidProtocol, v)
+		}
+		if key == "version" && val != "0" && val != "1" && val != "2" {
+			return "", fmt.Errorf("%w: unsupported version %q", ErrInvalidProtocol, val)
+		}
+	}
+	return v, nil
+}
+
+func isProtocolToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || c == ':' || c == '=' {
+			return false
+		}
+	}
+	return true
+}

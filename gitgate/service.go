@@ -1,0 +1,70 @@
+package gitgate
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Service is a Git service a client asks the server to run.
+type Service string
+
+// The services a gate serves. Their values are the names git uses on the wire.
+const (
+	UploadPack    Service = "git-upload-pack"    // clone, fetch, pull, ls-remote
+	ReceivePack   Service = "git-receive-pack"   // push
+	UploadArchive Service = "git-upload-archive" // git archive --remote
+)
+
+// ErrUnknownService is returned by [ParseService] for anything but the three
+// services above.
+var ErrUnknownService = fmt.Errorf("unknown git service")
+
+// ParseService accepts a service name as git spells it on the wire
+// ("git-upload-pack") or as a git subcommand ("upload-pack").
+func ParseService(name string) (Service, error) {
+	switch s := Service("git-" + strings.TrimPrefix(name, "git-")); s {
+	case UploadPack, ReceivePack, UploadArchive:
+		return s, nil
+	}
+	return "", fmt.Errorf("%w: %q", ErrUnknownService, name)
+}
+
+// IsWrite reports whether the service can change a repository.
+func (s Service) IsWrite() bool { return s == ReceivePack }
+
+// Subcommand is the git subcommand that implements the service ("upload-pack").
+func (s Service) Subcommand() string { return strings.TrimPrefix(string(s), "git-") }
+
+// Transport names the door an operation came through.
+type Transport string
+
+// Transports known to the gate.
+const (
+	TransportHTTP Transport = "http"
+	TransportSSH  Transport = "ssh"
+	TransportHook Transport = "hook"
+)
+
+// User is an authenticated identity. A nil *User is an anonymous client.
+type User struct {
+	Name  string
+	Admin bool
+}
+
+// String returns the user name, or "anonymous" for a nil user.
+func (u *User) String() string {
+	if u == nil {
+		return "anonymous"
+	}
+	return u.Name
+}
+
+// Operation is one client request: who asks to run which service on which
+// repository, and through which transport.
+type Operation struct {
+	Service    Service
+	Repo       string // canonical repository name, e.g. "group/name" (no .git)
+	User       *User  // nil when anonymous
+	Transport  Transport
+	RemoteAddr string
+}
