@@ -174,3 +174,17 @@ func invisible(op Operation, perm Permission) error {
 	}
 	return ErrNotFound
 }
+
+// AnonymousAccess is the authorizer for a gate without users: everyone may
+// read every repository; anonymous writes only when Write is set explicitly.
+type AnonymousAccess struct {
+	Write bool
+}
+
+// Permission gives read to everyone, and write when a.Write is set.
+func (a AnonymousAccess) Permission(*User, string) Permission {
+	if a.Write {
+		return PermissionWrite
+	}
+	return PermissionRead
+}

@@ -26,9 +26,15 @@ func main() {
 		os.Exit(runPreReceiveHook(os.Args[1:]))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newApp(os.Stdout, os.Stderr).RunContext(ctx, os.Args)
+	err := run(ctx, os.Stdout, os.Stderr, os.Args)
 	stop()
 	os.Exit(exitCode(os.Stderr, err))
+}
+
+// run runs the command line args (args[0] is the program name).
+func run(ctx context.Context, stdout, stderr io.Writer, args []string) error {
+	app := newApp(stdout, stderr)
+	return app.RunContext(ctx, interspersed(app, args))
 }
 
 // exitCode prints err as one line and maps it to the process exit status:

@@ -1,0 +1,217 @@
+package httpgit
+
+import (
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing/format/pktline"
+
+	"github.com/gitgate/gitgate/gitgate"
+)
+
+// serveGit handles the smart HTTP endpoints: route → authenticate → resolve
+// → decide → run git and stream, or refuse.
+func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rt, rerr := parseRoute(r)
+	if rerr != nil {
+		if rerr.status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", allowedMethods(r.URL.Path))
+		}
+		http.Error(w, rerr.msg, rerr.status)
+		return
+	}
+	log := s.log.With("service", rt.service, "remote_addr", r.RemoteAddr)
+
+	protocol, err := gitgate.ParseProtocol(r.Header.Get("Git-Protocol"))
+	if err != nil {
+		log.Warn("bad Git-Protocol header", "err", err)
+		http.Error(w, "Invalid Git-Protocol header", http.StatusBadRequest)
+		return
+	}
+
+	user, err := s.cfg.Auth.Authenticate(r)
+	if err != nil {
+		log.Warn("authentication failed", "repo", rt.repo, "err", err)
+		askForCredentials(w)
+		http.Error(w, "HTTP Basic: Access denied", http.StatusUnauthorized)
+		return
+	}
+
+	op := gitgate.Operation{
+		Service:    rt.service,
+		Repo:       rt.repo,
+		User:       user,
+		Transport:  gitgate.TransportHTTP,
+		RemoteAddr: r.RemoteAddr,
+	}
+	repo, err := s.cfg.Resolver.Resolve(rt.repo)
+	var decision gitgate.Decision
+	if err != nil {
+		decision = s.cfg.Policy.Missing(op)
+		log.Info("repository not served", "repo", rt.repo, "user", user.String(), "err", err)
+	} else {
+		op.Repo = repo.Name
+		decision = s.cfg.Policy.Decide(op)
+	}
+	log = log.With("repo", op.Repo, "user", user.String())
+	if refusal := decision.Refusal(); refusal != nil {
+		log.Info("operation refused", "reason", refusal.Message, "cause", refusal.Cause)
+		s.refuse(w, r, rt, refusal, log)
+		return
+	}
+
+	inv := gitgate.Invocation{Op: op, Repo: repo, Protocol: protocol, StatelessRPC: true}
+	var status int
+	if rt.endpoint == endpointInfoRefs {
+		status = s.infoRefs(w, r, inv, log)
+	} else {
+		status = s.rpc(w, r, inv, log)
+	}
+	log.Info("git request done", "endpoint", r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:],
+		"status", status, "duration", time.Since(start))
+}
+
+// infoRefs writes the ref advertisement for the service.
+func (s *Server) infoRefs(w http.ResponseWriter, r *http.Request, inv gitgate.Invocation, log *slog.Logger) int {
+	h := w.Header()
+	h.Set("Content-Type", "application/x-"+string(inv.Op.Service)+"-advertisement")
+	noCache(h)
+	out := &responseStream{w: w, rc: http.NewResponseController(w)}
+	// With protocol v2 git speaks first itself; before v2 the smart HTTP
+	// advertisement starts with the service line (as git-http-backend does).
+	if !isProtocolV2(inv.Protocol) {
+		enc := pktline.NewEncoder(out)
+		if err := enc.Encodef("# service=%s\n", inv.Op.Service); err != nil {
+			return http.StatusOK
+		}
+		if err := enc.Flush(); err != nil {
+			return http.StatusOK
+		}
+	}
+	inv.AdvertiseRefs = true
+	return s.runGit(r, out, inv, log)
+}
+
+// rpc runs an upload-pack or receive-pack request, streaming the request
+// body into git and git's output into the response.
+func (s *Server) rpc(w http.ResponseWriter, r *http.Request, inv gitgate.Invocation, log *slog.Logger) int {
+	svc := string(inv.Op.Service)
+	if ct := r.Header.Get("Content-Type"); ct != "application/x-"+svc+"-request" {
+		http.Error(w, "Unsupported Media Type", http.StatusUnsupportedMediaType)
+		return http.StatusUnsupportedMediaType
+	}
+	body, err := requestBody(r)
+	if err != nil {
+		log.Warn("bad request body", "err", err)
+		http.Error(w, "Bad Request", http.StatusBadRequest)
+		return http.StatusBadRequest
+	}
+	defer body.Close()
+	// git may answer (progress, keepalives) while still reading the request.
+	rc := http.NewResponseController(w)
+	_ = rc.EnableFullDuplex()
+	h := w.Header()
+	h.Set("Content-Type", "application/x-"+svc+"-result")
+	noCache(h)
+	inv.Stdin = body
+	return s.runGit(r, &responseStream{w: w, rc: rc}, inv, log)
+}
+
+// runGit runs git with stdout streamed into out and returns the HTTP status
+// sent. git's stderr is kept (its tail) for the log only.
+func (s *Server) runGit(r *http.Request, out *responseStream, inv gitgate.Invocation, log *slog.Logger) int {
+	stderr := &tailBuffer{max: 2048}
+	inv.Stdout, inv.Stderr = out, stderr
+	err := s.cfg.Runner.Run(r.Context(), inv)
+	if err == nil {
+		return http.StatusOK
+	}
+	log.Warn("git failed", "err", err, "stderr", stderr.String(), "bytes_sent", out.n)
+	if out.n == 0 && r.Context().Err() == nil {
+		http.Error(out.w, "Internal Server Error", http.StatusInternalServerError)
+		return http.StatusInternalServerError
+	}
+	return http.StatusOK // headers were sent; the client sees a cut stream
+}
+
+// requestBody returns the request body, decompressed if the client sent it
+// with gzip (git does for large fetch negotiations).
+func requestBody(r *http.Request) (io.ReadCloser, error) {
+	switch enc := r.Header.Get("Content-Encoding"); enc {
+	case "", "identity":
+		return r.Body, nil
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			return nil, fmt.Errorf("gzip body: %w", err)
+		}
+		return zr, nil
+	default:
+		return nil, fmt.Errorf("unsupported Content-Encoding %q", enc)
+	}
+}
+
+func isProtocolV2(protocol string) bool {
+	for _, item := range strings.Split(protocol, ":") {
+		if item == "version=2" {
+			return true
+		}
+	}
+	return false
+}
+
+// noCache sets the headers git-http-backend sends so that no proxy caches
+// refs or packs.
+func noCache(h http.Header) {
+	h.Set("Expires", "Fri, 01 Jan 1980 00:00:00 GMT")
+	h.Set("Pragma", "no-cache")
+	h.Set("Cache-Control", "no-cache, max-age=0, must-revalidate")
+}
+
+func askForCredentials(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Basic realm="gitgate"`)
+}
+
+// responseStream writes to the response and flushes after every write, so
+// progress messages and pack data reach the client as git produces them.
+// It counts what was sent.
+type responseStream struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+	n  int64
+}
+
+func (s *responseStream) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	s.n += int64(n)
+	if err != nil {
+		return n, err
+	}
+	if err := s.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return n, err
+	}
+	return n, nil
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return strings.TrimSpace(string(t.buf)) }

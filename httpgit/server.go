@@ -1,0 +1,136 @@
+package httpgit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/gitgate/gitgate/gitgate"
+)
+
+// Authenticator finds the user behind a request's credentials. It returns
+// (nil, nil) for a request without credentials (anonymous) and an error for
+// credentials that are wrong; the error's text is not shown to the client.
+type Authenticator interface {
+	Authenticate(r *http.Request) (*gitgate.User, error)
+}
+
+// Anonymous is the Authenticator for a gate without users: every request is
+// anonymous.
+type Anonymous struct{}
+
+// Authenticate always returns the anonymous user.
+func (Anonymous) Authenticate(*http.Request) (*gitgate.User, error) { return nil, nil }
+
+// Config holds a Server's dependencies. All fields but Log are required.
+type Config struct {
+	Policy   *gitgate.Policy
+	Resolver *gitgate.Resolver
+	Runner   *gitgate.Runner
+	Auth     Authenticator
+	// Ready reports whether the gate can serve (state readable, repository
+	// root reachable); readiness answers 503 with its error.
+	Ready func(ctx context.Context) error
+	Log   *slog.Logger
+}
+
+// Server is the smart HTTP front end of the gate.
+type Server struct {
+	cfg          Config
+	log          *slog.Logger
+	mux          *http.ServeMux
+	shuttingDown atomic.Bool
+}
+
+// New returns a Server for cfg.
+func New(cfg Config) (*Server, error) {
+	if cfg.Policy == nil || cfg.Resolver == nil || cfg.Runner == nil || cfg.Auth == nil || cfg.Ready == nil {
+		return nil, errors.New("httpgit: Policy, Resolver, Runner, Auth and Ready are required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: cfg.Log.With("transport", gitgate.TransportHTTP)}
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("GET /-/health", s.health)
+	s.mux.HandleFunc("GET /-/readiness", s.readiness)
+	s.mux.HandleFunc("/", s.serveGit)
+	return s, nil
+}
+
+// Handle registers another handler (the admin API, metrics) on the server's
+// mux, with the pattern syntax of net/http.ServeMux.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// ServeHTTP dispatches to the Git, probe and registered handlers.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Serve accepts connections on ln until ctx is done, then shuts down
+// gracefully: readiness turns to 503, no new connections are accepted, and
+// running requests get up to grace to finish before their contexts (and so
+// their git processes) are cancelled. It returns when every handler has
+// returned.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration) error {
+	hardStop, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancel(nil)
+	srv := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return hardStop },
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	s.shuttingDown.Store(true)
+	s.log.Info("http server shutting down", "grace", grace)
+	graceCtx, graceCancel := context.WithTimeout(context.Background(), grace)
+	defer graceCancel()
+	err := srv.Shutdown(graceCtx)
+	if err != nil {
+		s.log.Warn("grace period over: ending the requests still running", "err", err)
+		cancel(errors.New("server shut down"))
+		srv.Close()
+	}
+	<-errc // Serve has returned http.ErrServerClosed
+	return nil
+}
+
+// BeginShutdown makes readiness answer 503 ahead of Serve's own shutdown,
+// for a process that stops several servers together.
+func (s *Server) BeginShutdown() { s.shuttingDown.Store(true) }
+
+func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	fmt.Fprintln(w, "gitgate OK")
+}
+
+func (s *Server) readiness(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if s.shuttingDown.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, `{"status":"failed","message":"shutting down"}`)
+		return
+	}
+	if err := s.cfg.Ready(r.Context()); err != nil {
+		s.log.Warn("not ready", "err", err)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, `{"status":"failed","message":"not ready; see the server log"}`)
+		return
+	}
+	fmt.Fprintln(w, `{"status":"ok"}`)
+}
