@@ -79,17 +79,14 @@ func refuseReceivePack(w http.ResponseWriter, r *http.Request, msg string) error
 	h := w.Header()
 	h.Set("Content-Type", "application/x-git-receive-pack-result")
 	noCache(h)
+	// git shows each ref as "! [remote rejected] <ref> (<reason>)".
+	reason := "refused"
+	if msg == gitgate.MaintenanceMessage {
+		reason = "read-only maintenance mode"
+	}
 	report := &packp.ReportStatus{UnpackStatus: "ok"}
 	for _, c := range req.Commands {
-		report.CommandStatuses = append(report.CommandStatuses, &packp.CommandStatus{
-			ReferenceName: c.Name,
-			Status:        "refused: read-only maintenance mode",
-		})
-	}
-	if msg != gitgate.MaintenanceMessage {
-		for _, cs := range report.CommandStatuses {
-			cs.Status = "refused"
-		}
+		report.CommandStatuses = append(report.CommandStatuses, &packp.CommandStatus{ReferenceName: c.Name, Status: reason})
 	}
 
 	band := sideband.Sideband

@@ -37,7 +37,7 @@ var errNotFound = &routeError{http.StatusNotFound, "Not Found"}
 func parseRoute(r *http.Request) (route, *routeError) {
 	path := strings.TrimPrefix(r.URL.Path, "/")
 	if repo, ok := strings.CutSuffix(path, "/info/refs"); ok {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if r.Method != http.MethodGet {
 			return route{}, &routeError{http.StatusMethodNotAllowed, "Method Not Allowed"}
 		}
 		name := r.URL.Query().Get("service")
@@ -64,7 +64,7 @@ func parseRoute(r *http.Request) (route, *routeError) {
 // allowedMethods is the Allow header for a 405 on path.
 func allowedMethods(path string) string {
 	if strings.HasSuffix(path, "/info/refs") {
-		return "GET, HEAD"
+		return "GET"
 	}
 	return "POST"
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -59,7 +60,6 @@ func New(cfg Config) (*Server, error) {
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET /-/health", s.health)
 	s.mux.HandleFunc("GET /-/readiness", s.readiness)
-	s.mux.HandleFunc("/", s.serveGit)
 	return s, nil
 }
 
@@ -67,8 +67,17 @@ func New(cfg Config) (*Server, error) {
 // mux, with the pattern syntax of net/http.ServeMux.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
-// ServeHTTP dispatches to the Git, probe and registered handlers.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP dispatches to the probe and registered handlers, and everything
+// else to the Git endpoints. Git paths bypass ServeMux on purpose: it would
+// answer a path with ".." by a redirect to the cleaned path, and the gate
+// answers every name it does not serve with the same 404 instead.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/-/") || strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/metrics" {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
+	s.serveGit(w, r)
+}
 
 // Serve accepts connections on ln until ctx is done, then shuts down
 // gracefully: readiness turns to 503, no new connections are accepted, and

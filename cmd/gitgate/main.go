@@ -20,15 +20,17 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-func main() {
+func main() { os.Exit(gitgateMain()) }
+
+// gitgateMain runs the command line and returns the exit status.
+func gitgateMain() int {
 	// A binary installed as a repository's hooks/pre-receive runs as the hook.
 	if filepath.Base(os.Args[0]) == "pre-receive" {
-		os.Exit(runPreReceiveHook(os.Args[1:]))
+		return runPreReceiveHook(os.Args[1:])
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Stdout, os.Stderr, os.Args)
-	stop()
-	os.Exit(exitCode(os.Stderr, err))
+	defer stop()
+	return exitCode(os.Stderr, run(ctx, os.Stdout, os.Stderr, os.Args))
 }
 
 // run runs the command line args (args[0] is the program name).
@@ -82,6 +84,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		HideHelpCommand:      true,
 		OnUsageError:         onUsageError,
 		Flags:                globalFlags(),
+		Action:               unknownCommand,
 		Commands: []*cli.Command{
 			serveCommand(),
 			maintenanceCommand(),
@@ -97,14 +100,27 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	return app
 }
 
-// setUsageErrorHandler makes bad flags exit with status 2 on every subcommand.
+// setUsageErrorHandler makes bad flags and unknown subcommands exit with
+// status 2 and one line, on every command.
 func setUsageErrorHandler(cmds []*cli.Command) {
 	for _, c := range cmds {
 		if c.OnUsageError == nil {
 			c.OnUsageError = onUsageError
 		}
+		if c.Action == nil && len(c.Subcommands) > 0 {
+			c.Action = unknownCommand
+		}
 		setUsageErrorHandler(c.Subcommands)
 	}
+}
+
+// unknownCommand is the action of a command that only groups subcommands:
+// without arguments it shows help, otherwise the argument is no command.
+func unknownCommand(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return cli.ShowSubcommandHelp(c)
+	}
+	return usageError{fmt.Errorf("unknown command %q; see '%s --help'", c.Args().First(), c.Command.HelpName)}
 }
 
 func globalFlags() []cli.Flag {

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bufio"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+// TestMain lets the test binary act as the gitgate command in scripts.
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"gitgate": func() { os.Exit(gitgateMain()) },
+	})
+}
+
+// TestScripts runs the end-to-end scenarios in testdata/script: the real
+// gitgate binary, the real git client, real HTTP on 127.0.0.1.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 filepath.Join("..", "..", "testdata", "script"),
+		RequireExplicitExec: true,
+		Setup: func(env *testscript.Env) error {
+			for k, v := range map[string]string{
+				"HOME":                env.WorkDir,
+				"GITGATE_DATA_DIR":    filepath.Join(env.WorkDir, "data"),
+				"GIT_CONFIG_NOSYSTEM": "1",
+				"GIT_TERMINAL_PROMPT": "0",
+				"GIT_AUTHOR_NAME":     "Test Author",
+				"GIT_AUTHOR_EMAIL":    "author@example.com",
+				"GIT_COMMITTER_NAME":  "Test Author",
+				"GIT_COMMITTER_EMAIL": "author@example.com",
+				"LC_ALL":              "C",
+			} {
+				env.Setenv(k, v)
+			}
+			env.Values["gate"] = &gateSlot{}
+			return os.WriteFile(filepath.Join(env.WorkDir, ".gitconfig"),
+				[]byte("[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n"), 0o644)
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"start-gate": startGate,
+			"stop-gate":  stopGate,
+			"await-http": awaitHTTP,
+		},
+	})
+}
+
+// gateEnv lists the variables a started gate inherits from the script.
+var gateEnv = []string{"PATH", "HOME", "GITGATE_DATA_DIR", "GIT_CONFIG_NOSYSTEM", "LC_ALL", "TMPDIR"}
+
+// gateSlot holds the gate a script started.
+type gateSlot struct{ g *runningGate }
+
+type runningGate struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// startGate runs "gitgate serve ARGS..." on a free loopback port, waits until
+// it listens and sets $URL to its base URL. Its log goes to $WORK/gate.log.
+// The gate is stopped when the script ends.
+func startGate(ts *testscript.TestScript, neg bool, args []string) {
+	if neg {
+		ts.Fatalf("unsupported: ! start-gate")
+	}
+	argv := append([]string{"serve", "--http-listen", "127.0.0.1:0", "--ssh-listen", "127.0.0.1:0"}, args...)
+	cmd := exec.Command("gitgate", argv...)
+	cmd.Dir = ts.Getenv("WORK")
+	for _, k := range gateEnv {
+		cmd.Env = append(cmd.Env, k+"="+ts.Getenv(k))
+	}
+	cmd.Path = lookPath(ts, "gitgate")
+	logf, err := os.Create(filepath.Join(ts.Getenv("WORK"), "gate.log"))
+	ts.Check(err)
+	cmd.Stderr = logf
+	stdout, err := cmd.StdoutPipe()
+	ts.Check(err)
+	ts.Check(cmd.Start())
+	g := &runningGate{cmd: cmd, done: make(chan error, 1)}
+	ts.Value("gate").(*gateSlot).g = g
+
+	listening := regexp.MustCompile(`^(\w+): listening on (\S+)`)
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		m := listening.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		ts.Setenv(strings.ToUpper(m[1])+"_URL", m[2])
+		if m[1] == "http" {
+			ts.Setenv("URL", m[2])
+			break
+		}
+	}
+	go func() {
+		for sc.Scan() {
+		}
+		g.done <- cmd.Wait()
+		logf.Close()
+	}()
+	if ts.Getenv("URL") == "" {
+		ts.Fatalf("gate did not start; see gate.log")
+	}
+	ts.Defer(func() {
+		if g.cmd.ProcessState == nil {
+			g.cmd.Process.Kill()
+			<-g.done
+		}
+	})
+}
+
+// stopGate sends SIGTERM to the gate and waits for it to exit cleanly.
+func stopGate(ts *testscript.TestScript, neg bool, args []string) {
+	g := ts.Value("gate").(*gateSlot).g
+	if g == nil {
+		ts.Fatalf("no gate running")
+	}
+	ts.Check(g.cmd.Process.Signal(syscall.SIGTERM))
+	err := <-g.done
+	if (err != nil) != neg {
+		ts.Fatalf("gate exit: %v", err)
+	}
+}
+
+func lookPath(ts *testscript.TestScript, name string) string {
+	for _, dir := range filepath.SplitList(ts.Getenv("PATH")) {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			return p
+		}
+	}
+	ts.Fatalf("%s not in PATH", name)
+	return ""
+}
+
+// awaitHTTP polls "await-http STATUS URL" until a GET answers STATUS, for
+// at most 10 s. It waits for the gate to see a change made by the CLI.
+func awaitHTTP(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 || neg {
+		ts.Fatalf("usage: await-http STATUS URL")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	var last string
+	for i := 0; i < 1000; i++ {
+		resp, err := http.Get(args[1])
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == want {
+				return
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ts.Fatalf("GET %s: want %d, last answer %s", args[1], want, last)
+}
+
