@@ -167,4 +167,3 @@ func awaitHTTP(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	ts.Fatalf("GET %s: want %d, last answer %s", args[1], want, last)
 }
-

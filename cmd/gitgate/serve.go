@@ -176,4 +176,3 @@ func reposDir(c *cli.Context, dataDir string) string {
 	}
 	return filepath.Join(dataDir, "repositories")
 }
-
