@@ -1,0 +1,42 @@
+# gitgate: the two commands a new user needs are `make run` and `make test`.
+
+GO       ?= go
+BIN      ?= bin/gitgate
+DATA     ?= ./data
+PKGS     := ./...
+FUZZTIME ?= 20s
+
+.PHONY: all build run test lint bench fuzz clean
+
+all: build
+
+## build: compile bin/gitgate
+build:
+	$(GO) build -o $(BIN) ./cmd/gitgate
+
+## run: start a gate on embedded defaults (data in ./data, HTTP on 127.0.0.1:8080)
+run: build
+	$(BIN) --data-dir $(DATA) repo create example --readme --if-missing
+	$(BIN) --data-dir $(DATA) serve
+
+## test: lint, then every test (unit, fuzz seeds, end to end with real git) under the race detector
+test: lint
+	$(GO) test -race -count=1 $(PKGS)
+
+## lint: gofmt and go vet
+lint:
+	@unformatted="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+## bench: clone through the gate vs. directly, and time the pre-receive hook
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./bench/ ./hooks/
+
+## fuzz: run each fuzz target for FUZZTIME
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzCleanName$$' -fuzztime $(FUZZTIME) ./gitgate/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseProtocol$$' -fuzztime $(FUZZTIME) ./gitgate/
+
+clean:
+	rm -rf bin
