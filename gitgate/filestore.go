@@ -72,14 +72,50 @@ func (s *FileStore) Apply(ctx context.Context, c Change) (State, error) {
 	if err != nil {
 		return State{}, err
 	}
-	data, err := json.MarshalIndent(next, "", "  ")
-	if err != nil {
-		return State{}, fmt.Errorf("encode maintenance state: %w", err)
-	}
-	if err := atomicfile.Write(s.path, append(data, '\n'), 0o644); err != nil {
-		return State{}, fmt.Errorf("write maintenance state %s: %w", s.path, err)
+	if err := s.write(next); err != nil {
+		return State{}, err
 	}
 	return next, nil
+}
+
+// Mirror writes st as it is, version included, under the writers' lock: a
+// Geo secondary keeps the primary's state in its own file this way, so that
+// its server, CLI and hooks all see it. A state whose version is not newer
+// than the stored one is ignored (it was already seen), unless force is set
+// (the primary's state was reset).
+func (s *FileStore) Mirror(ctx context.Context, st State, force bool) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if err := st.Validate(); err != nil {
+		return false, fmt.Errorf("mirrored state: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o750); err != nil {
+		return false, fmt.Errorf("create data dir: %w", err)
+	}
+	lock, err := atomicfile.Acquire(s.path + ".lock")
+	if err != nil {
+		return false, fmt.Errorf("lock maintenance state: %w", err)
+	}
+	defer lock.Release()
+	if cur, err := readStateFile(s.path); err == nil && cur.Version >= st.Version && !force {
+		return false, nil
+	}
+	if err := s.write(st); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+func (s *FileStore) write(st State) error {
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode maintenance state: %w", err)
+	}
+	if err := atomicfile.Write(s.path, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write maintenance state %s: %w", s.path, err)
+	}
+	return nil
 }
 
 // readStateFile parses the state file strictly: unknown fields, trailing

@@ -187,3 +187,25 @@ func TestLiveStateFollowsTheFile(t *testing.T) {
 		t.Fatalf("after removal: %+v", s)
 	}
 }
+
+func TestFileStoreMirror(t *testing.T) {
+	s := NewFileStore(t.TempDir())
+	ctx := context.Background()
+	primary := State{Enabled: true, Message: "from primary", Version: 7, By: "admin"}
+	if wrote, err := s.Mirror(ctx, primary, false); err != nil || !wrote {
+		t.Fatalf("Mirror = %v, %v", wrote, err)
+	}
+	if st, _ := s.Load(ctx); st != primary {
+		t.Fatalf("Load = %+v", st)
+	}
+	older := State{Version: 6}
+	if wrote, err := s.Mirror(ctx, older, false); err != nil || wrote {
+		t.Fatalf("an older state was written: %v, %v", wrote, err)
+	}
+	if wrote, err := s.Mirror(ctx, older, true); err != nil || !wrote {
+		t.Fatalf("forced Mirror = %v, %v", wrote, err)
+	}
+	if _, err := s.Mirror(ctx, State{Message: "a\nb", Version: 9}, false); err == nil {
+		t.Fatal("an invalid state was mirrored")
+	}
+}
