@@ -4,11 +4,8 @@ package main
 
 import "github.com/urfave/cli/v2"
 
-func hookCommand() *cli.Command  { return &cli.Command{Name: "hook", Hidden: true} }
-func hooksCommand() *cli.Command { return &cli.Command{Name: "hooks", Hidden: true} }
 func userCommand() *cli.Command  { return &cli.Command{Name: "user", Hidden: true} }
 func tokenCommand() *cli.Command { return &cli.Command{Name: "token", Hidden: true} }
 func accessCommand() *cli.Command {
 	return &cli.Command{Name: "access", Hidden: true}
 }
-func runPreReceiveHook(args []string) int { return 1 }

@@ -1,0 +1,405 @@
+package hooks
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/gitgate/gitgate/gitgate"
+	"github.com/gitgate/gitgate/internal/atomicfile"
+)
+
+// Names and marks of an installed hook.
+const (
+	// HookName is the hook git runs before it updates any ref of a push.
+	HookName = "pre-receive"
+	// ChainedSuffix is appended to the hook's path for the repository's own
+	// pre-receive hook, kept by [Installer.Install] and run after the check.
+	ChainedSuffix = ".gitgate-chained"
+	// Marker is the line that marks a hook script as gitgate's: install
+	// rewrites and [Uninstall] removes only scripts that carry it.
+	Marker = "# installed by gitgate: refuses pushes during read-only maintenance mode"
+)
+
+// hookMode is the mode of the hook script: executable, or git ignores it.
+const hookMode = 0o755
+
+// markerWindow is how much of an existing hook is read to look for Marker.
+// Our script is far smaller; a foreign hook may be a large binary.
+const markerWindow = 4 << 10
+
+// Script is the configuration baked into the installed hook script. Git
+// servers other than the gate (git daemon, git-shell, git-http-backend) do
+// not set the gate's environment, so the script itself says where the
+// maintenance state is.
+type Script struct {
+	// Binary is the absolute path of the gitgate binary.
+	Binary string
+	// DataDir is the gate's absolute data dir, used when StatusURL is empty.
+	DataDir string
+	// StatusURL, when set, is a running gate's settings endpoint, asked
+	// instead of the data dir.
+	StatusURL string
+	// TokenFile is the absolute path of a file that holds the token for
+	// StatusURL. The token itself is never written into the script.
+	TokenFile string
+	// FailOpen lets pushes through when the state cannot be read.
+	FailOpen bool
+}
+
+// Render returns the hook script: a few lines of sh that exec the gitgate
+// binary, which runs the repository's own hook (kept next to the script,
+// with ChainedSuffix) after a successful check. Paths must be absolute and
+// values free of control characters; each is single-quoted for sh.
+func (s Script) Render() ([]byte, error) {
+	if err := checkAbs("gitgate binary", s.Binary); err != nil {
+		return nil, err
+	}
+	var args []string
+	switch {
+	case s.StatusURL != "":
+		if err := checkScriptValue("status URL", s.StatusURL); err != nil {
+			return nil, err
+		}
+		if err := ValidateStatusURL(s.StatusURL); err != nil {
+			return nil, err
+		}
+		args = append(args, "--status-url", shQuote(s.StatusURL))
+		if s.TokenFile != "" {
+			if err := checkAbs("token file", s.TokenFile); err != nil {
+				return nil, err
+			}
+			args = append(args, "--token-file", shQuote(s.TokenFile))
+		}
+	case s.DataDir != "":
+		if err := checkAbs("data dir", s.DataDir); err != nil {
+			return nil, err
+		}
+		args = append(args, "--data-dir", shQuote(s.DataDir))
+	default:
+		return nil, errors.New("hook script: neither a data dir nor a status URL is set")
+	}
+	if s.FailOpen {
+		args = append(args, "--fail-open")
+	}
+	var b bytes.Buffer
+	b.WriteString("#!/bin/sh\n")
+	b.WriteString(Marker + "\n")
+	b.WriteString("# \"gitgate hooks uninstall\" removes it and puts back the repository's own\n")
+	b.WriteString("# hook, which runs after the check from " + HookName + ChainedSuffix + ".\n")
+	fmt.Fprintf(&b, "exec %s hook %s %s --chained \"$0%s\"\n",
+		shQuote(s.Binary), HookName, strings.Join(args, " "), ChainedSuffix)
+	return b.Bytes(), nil
+}
+
+// shQuote quotes s as one sh word.
+func shQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// checkScriptValue refuses control characters (newlines above all), which
+// have no business in a path or URL and would make the script hard to read.
+func checkScriptValue(what, v string) error {
+	if i := strings.IndexFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
+		return fmt.Errorf("hook script: %s %q holds a control character", what, v)
+	}
+	return nil
+}
+
+func checkAbs(what, path string) error {
+	if !filepath.IsAbs(path) {
+		return fmt.Errorf("hook script: %s %q is not an absolute path", what, path)
+	}
+	return checkScriptValue(what, path)
+}
+
+// Outcome says what Install or Uninstall did in one repository.
+type Outcome string
+
+// Outcomes of [Installer.Install] and [Uninstall].
+const (
+	Installed        Outcome = "installed"
+	InstalledChained Outcome = "installed; the repository's own hook runs after the check"
+	Updated          Outcome = "updated"
+	Unchanged        Outcome = "already installed"
+	Removed          Outcome = "removed"
+	Restored         Outcome = "removed; the repository's own hook is restored"
+	NotInstalled     Outcome = "not installed"
+)
+
+// HookState is what [Installer.Inspect] found in a repository's hooks dir.
+type HookState int
+
+// States of a repository's pre-receive hook.
+const (
+	// HookMissing: no pre-receive hook; pushes that bypass the gate are
+	// not checked.
+	HookMissing HookState = iota
+	// HookForeign: a pre-receive hook that is not gitgate's.
+	HookForeign
+	// HookOutdated: gitgate's hook, but not as install would write it now
+	// (another binary, state source or option, or not executable).
+	HookOutdated
+	// HookInstalled: gitgate's hook, up to date.
+	HookInstalled
+)
+
+// String returns a one-word name for the state.
+func (s HookState) String() string {
+	switch s {
+	case HookForeign:
+		return "foreign"
+	case HookOutdated:
+		return "outdated"
+	case HookInstalled:
+		return "installed"
+	}
+	return "missing"
+}
+
+// Status is the hook's state in one repository.
+type Status struct {
+	State HookState
+	// Chained is true when the repository's own hook is kept next to ours.
+	Chained bool
+}
+
+// Installer puts one hook script into repositories.
+type Installer struct {
+	script []byte
+	binary string
+}
+
+// NewInstaller renders s once for every repository it installs into.
+func NewInstaller(s Script) (*Installer, error) {
+	script, err := s.Render()
+	if err != nil {
+		return nil, err
+	}
+	return &Installer{script: script, binary: s.Binary}, nil
+}
+
+// Script returns the hook script the installer writes.
+func (in *Installer) Script() []byte { return bytes.Clone(in.script) }
+
+// Install makes gitDir's hooks/pre-receive the gitgate hook. A pre-receive
+// hook that is not gitgate's is kept under ChainedSuffix and run after the
+// check; gitgate's own hook is rewritten only when it differs, so running
+// Install again changes nothing. Install never overwrites a kept hook: when
+// a foreign hook and a kept one both exist, it fails and changes nothing.
+func (in *Installer) Install(gitDir string) (Outcome, error) {
+	dir := filepath.Join(gitDir, "hooks")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create hooks dir: %w", err)
+	}
+	hook, chained := hookPaths(gitDir)
+	cur, err := readHook(hook, in.binary)
+	if err != nil {
+		return "", err
+	}
+	outcome := Installed
+	switch cur.kind {
+	case hookOurs:
+		if bytes.Equal(cur.data, in.script) && cur.mode&0o111 != 0 {
+			return Unchanged, nil
+		}
+		outcome = Updated
+	case hookOurBinary:
+		outcome = Updated
+	case hookForeign:
+		// A hard link, not a rename: it fails rather than replace a hook
+		// already kept (by a concurrent install, say), and the foreign
+		// hook stays in place until ours replaces it atomically.
+		if err := os.Link(hook, chained); err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				return "", fmt.Errorf("%s and %s both exist and neither is gitgate's hook: move one of them away first", hook, chained)
+			}
+			return "", fmt.Errorf("keep the existing pre-receive hook: %w", err)
+		}
+		if err := atomicfile.Write(hook, in.script, hookMode); err != nil {
+			os.Remove(chained) // the foreign hook is still in place
+			return "", fmt.Errorf("write %s: %w", hook, err)
+		}
+		return InstalledChained, nil
+	case hookNone:
+		// A kept hook without ours is an install that was interrupted, or
+		// an uninstall done by hand: run the kept hook again.
+		if _, err := os.Lstat(chained); err == nil {
+			outcome = InstalledChained
+		}
+	}
+	if err := atomicfile.Write(hook, in.script, hookMode); err != nil {
+		return "", fmt.Errorf("write %s: %w", hook, err)
+	}
+	return outcome, nil
+}
+
+// InstallAll installs the hook into every repository, as the gate does at
+// start. It goes on after a failure, logs what changed, and returns the
+// failures joined.
+func (in *Installer) InstallAll(ctx context.Context, repos []gitgate.Repo, log *slog.Logger) error {
+	var errs []error
+	for _, r := range repos {
+		if err := ctx.Err(); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		outcome, err := in.Install(r.Path)
+		switch {
+		case err != nil:
+			log.Error("cannot install the pre-receive hook: pushes that bypass the gate are not checked", "repo", r.Name, "err", err)
+			errs = append(errs, fmt.Errorf("%s: %w", r.Name, err))
+		case outcome == Unchanged:
+			log.Debug("pre-receive hook in place", "repo", r.Name)
+		default:
+			log.Info("pre-receive hook installed", "repo", r.Name, "outcome", string(outcome))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Inspect reports whether gitDir has the hook this installer writes.
+func (in *Installer) Inspect(gitDir string) (Status, error) {
+	hook, chained := hookPaths(gitDir)
+	cur, err := readHook(hook, in.binary)
+	if err != nil {
+		return Status{}, err
+	}
+	var st Status
+	switch cur.kind {
+	case hookNone:
+		st.State = HookMissing
+	case hookForeign:
+		st.State = HookForeign
+	case hookOurBinary:
+		st.State = HookOutdated
+	case hookOurs:
+		st.State = HookOutdated
+		if bytes.Equal(cur.data, in.script) && cur.mode&0o111 != 0 {
+			st.State = HookInstalled
+		}
+	}
+	switch _, err := os.Lstat(chained); {
+	case err == nil:
+		st.Chained = true
+	case !errors.Is(err, fs.ErrNotExist):
+		return Status{}, fmt.Errorf("inspect kept hook: %w", err)
+	}
+	return st, nil
+}
+
+// Uninstall removes gitgate's hook from gitDir and puts the repository's own
+// hook back, if one was kept. A pre-receive hook that is not gitgate's is
+// left alone.
+func Uninstall(gitDir string) (Outcome, error) {
+	hook, chained := hookPaths(gitDir)
+	cur, err := readHook(hook, "")
+	if err != nil {
+		return "", err
+	}
+	hasChained := false
+	switch _, err := os.Lstat(chained); {
+	case err == nil:
+		hasChained = true
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("inspect kept hook: %w", err)
+	}
+	ours := cur.kind == hookOurs
+	switch {
+	case (ours || cur.kind == hookNone) && hasChained:
+		if err := os.Rename(chained, hook); err != nil {
+			return "", fmt.Errorf("restore the repository's own hook: %w", err)
+		}
+		if err := atomicfile.SyncDir(filepath.Dir(hook)); err != nil {
+			return "", err
+		}
+		return Restored, nil
+	case ours:
+		if err := os.Remove(hook); err != nil {
+			return "", fmt.Errorf("remove hook: %w", err)
+		}
+		if err := atomicfile.SyncDir(filepath.Dir(hook)); err != nil {
+			return "", err
+		}
+		return Removed, nil
+	}
+	return NotInstalled, nil
+}
+
+// hookPaths returns the paths of the pre-receive hook and of the kept one.
+// core.hooksPath is not consulted: the gate's repositories use hooks/.
+func hookPaths(gitDir string) (hook, chained string) {
+	hook = filepath.Join(gitDir, "hooks", HookName)
+	return hook, hook + ChainedSuffix
+}
+
+type hookKind int
+
+const (
+	hookNone      hookKind = iota
+	hookOurs               // a script that carries Marker
+	hookOurBinary          // the gitgate binary itself, linked or copied in by hand
+	hookForeign            // anything else
+)
+
+type existingHook struct {
+	kind hookKind
+	data []byte      // hookOurs: the script
+	mode fs.FileMode // hookOurs: its mode
+}
+
+// readHook finds out what is at path. binary, when set, is the gitgate
+// binary: a hook that is the same file is ours too.
+func readHook(path, binary string) (existingHook, error) {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return existingHook{kind: hookNone}, nil
+	}
+	if err != nil {
+		return existingHook{}, fmt.Errorf("inspect hook: %w", err)
+	}
+	if fi.IsDir() {
+		return existingHook{}, fmt.Errorf("%s is a directory", path)
+	}
+	if fi.Mode().IsRegular() && fi.Size() <= markerWindow {
+		data, err := readSmall(path)
+		if err != nil {
+			return existingHook{}, err
+		}
+		if isOurScript(data) {
+			return existingHook{kind: hookOurs, data: data, mode: fi.Mode()}, nil
+		}
+	}
+	if binary != "" {
+		if bi, err := os.Stat(binary); err == nil {
+			if hi, err := os.Stat(path); err == nil && os.SameFile(bi, hi) {
+				return existingHook{kind: hookOurBinary}, nil
+			}
+		}
+	}
+	return existingHook{kind: hookForeign}, nil
+}
+
+func readSmall(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read hook: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, markerWindow))
+	if err != nil {
+		return nil, fmt.Errorf("read hook: %w", err)
+	}
+	return data, nil
+}
+
+// isOurScript reports whether data is a hook script written by gitgate.
+func isOurScript(data []byte) bool {
+	return bytes.HasPrefix(data, []byte("#!/bin/sh\n")) && bytes.Contains(data, []byte("\n"+Marker+"\n"))
+}
