@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,9 +40,7 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 
 	user, err := s.cfg.Auth.Authenticate(r)
 	if err != nil {
-		log.Warn("authentication failed", "repo", rt.repo, "err", err)
-		askForCredentials(w)
-		http.Error(w, "HTTP Basic: Access denied", http.StatusUnauthorized)
+		s.authFailed(w, rt, err, log)
 		return
 	}
 
@@ -63,23 +63,49 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 	log = log.With("repo", op.Repo, "user", user.String())
 	if refusal := decision.Refusal(); refusal != nil {
 		log.Info("operation refused", "reason", refusal.Message, "cause", refusal.Cause)
+		s.cfg.Tracker.Refused(op, refusal)
 		s.refuse(w, r, rt, refusal, log)
 		return
 	}
 
 	inv := gitgate.Invocation{Op: op, Repo: repo, Protocol: protocol, StatelessRPC: true}
 	var status int
+	var sent int64
 	if rt.endpoint == endpointInfoRefs {
-		status = s.infoRefs(w, r, inv, log)
+		status, sent = s.infoRefs(w, r, inv, log)
 	} else {
-		status = s.rpc(w, r, inv, log)
+		// The RPC is the operation: a push's data and a clone's pack flow here.
+		end := s.cfg.Tracker.Begin(op)
+		status, sent = s.rpc(w, r, inv, log)
+		outcome := gitgate.OutcomeOK
+		if status != http.StatusOK || r.Context().Err() != nil {
+			outcome = gitgate.OutcomeError
+		}
+		end(outcome, sent)
 	}
-	log.Info("git request done", "endpoint", r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:],
-		"status", status, "duration", time.Since(start))
+	log.Info("git request done", "endpoint", path.Base(r.URL.Path),
+		"status", status, "bytes", sent, "duration", time.Since(start))
+}
+
+// authFailed answers a request whose credentials were refused: 429 while
+// the client is throttled, else 401 asking for credentials.
+func (s *Server) authFailed(w http.ResponseWriter, rt route, err error, log *slog.Logger) {
+	var throttled interface{ RetryAfter() time.Duration }
+	if errors.As(err, &throttled) {
+		log.Warn("sign-in throttled", "repo", rt.repo, "err", err)
+		s.cfg.Tracker.AuthFailed(gitgate.TransportHTTP, "throttled")
+		w.Header().Set("Retry-After", strconv.Itoa(int(throttled.RetryAfter().Seconds()+0.5)))
+		http.Error(w, "Too many failed sign-ins: try again later.", http.StatusTooManyRequests)
+		return
+	}
+	log.Warn("authentication failed", "repo", rt.repo, "err", err)
+	s.cfg.Tracker.AuthFailed(gitgate.TransportHTTP, "bad_credentials")
+	askForCredentials(w)
+	http.Error(w, "HTTP Basic: Access denied", http.StatusUnauthorized)
 }
 
 // infoRefs writes the ref advertisement for the service.
-func (s *Server) infoRefs(w http.ResponseWriter, r *http.Request, inv gitgate.Invocation, log *slog.Logger) int {
+func (s *Server) infoRefs(w http.ResponseWriter, r *http.Request, inv gitgate.Invocation, log *slog.Logger) (int, int64) {
 	h := w.Header()
 	h.Set("Content-Type", "application/x-"+string(inv.Op.Service)+"-advertisement")
 	noCache(h)
@@ -89,10 +115,10 @@ func (s *Server) infoRefs(w http.ResponseWriter, r *http.Request, inv gitgate.In
 	if !isProtocolV2(inv.Protocol) {
 		enc := pktline.NewEncoder(out)
 		if err := enc.Encodef("# service=%s\n", inv.Op.Service); err != nil {
-			return http.StatusOK
+			return http.StatusOK, out.n
 		}
 		if err := enc.Flush(); err != nil {
-			return http.StatusOK
+			return http.StatusOK, out.n
 		}
 	}
 	inv.AdvertiseRefs = true
@@ -101,17 +127,17 @@ func (s *Server) infoRefs(w http.ResponseWriter, r *http.Request, inv gitgate.In
 
 // rpc runs an upload-pack or receive-pack request, streaming the request
 // body into git and git's output into the response.
-func (s *Server) rpc(w http.ResponseWriter, r *http.Request, inv gitgate.Invocation, log *slog.Logger) int {
+func (s *Server) rpc(w http.ResponseWriter, r *http.Request, inv gitgate.Invocation, log *slog.Logger) (int, int64) {
 	svc := string(inv.Op.Service)
 	if ct := r.Header.Get("Content-Type"); ct != "application/x-"+svc+"-request" {
 		http.Error(w, "Unsupported Media Type", http.StatusUnsupportedMediaType)
-		return http.StatusUnsupportedMediaType
+		return http.StatusUnsupportedMediaType, 0
 	}
 	body, err := requestBody(r)
 	if err != nil {
 		log.Warn("bad request body", "err", err)
 		http.Error(w, "Bad Request", http.StatusBadRequest)
-		return http.StatusBadRequest
+		return http.StatusBadRequest, 0
 	}
 	defer body.Close()
 	// git may answer (progress, keepalives) while still reading the request.
@@ -125,20 +151,20 @@ func (s *Server) rpc(w http.ResponseWriter, r *http.Request, inv gitgate.Invocat
 }
 
 // runGit runs git with stdout streamed into out and returns the HTTP status
-// sent. git's stderr is kept (its tail) for the log only.
-func (s *Server) runGit(r *http.Request, out *responseStream, inv gitgate.Invocation, log *slog.Logger) int {
+// sent and the bytes written. git's stderr is kept (its tail) for the log.
+func (s *Server) runGit(r *http.Request, out *responseStream, inv gitgate.Invocation, log *slog.Logger) (int, int64) {
 	stderr := &tailBuffer{max: 2048}
 	inv.Stdout, inv.Stderr = out, stderr
 	err := s.cfg.Runner.Run(r.Context(), inv)
 	if err == nil {
-		return http.StatusOK
+		return http.StatusOK, out.n
 	}
 	log.Warn("git failed", "err", err, "stderr", stderr.String(), "bytes_sent", out.n)
 	if out.n == 0 && r.Context().Err() == nil {
 		http.Error(out.w, "Internal Server Error", http.StatusInternalServerError)
-		return http.StatusInternalServerError
+		return http.StatusInternalServerError, 0
 	}
-	return http.StatusOK // headers were sent; the client sees a cut stream
+	return http.StatusOK, out.n // headers were sent; the client sees a cut stream
 }
 
 // requestBody returns the request body, decompressed if the client sent it

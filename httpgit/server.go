@@ -37,7 +37,9 @@ type Config struct {
 	// Ready reports whether the gate can serve (state readable, repository
 	// root reachable); readiness answers 503 with its error.
 	Ready func(ctx context.Context) error
-	Log   *slog.Logger
+	// Tracker counts operations in flight and feeds metrics (optional).
+	Tracker *gitgate.Tracker
+	Log     *slog.Logger
 }
 
 // Server is the smart HTTP front end of the gate.
@@ -55,6 +57,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Tracker == nil {
+		cfg.Tracker = gitgate.NewTracker(nil)
 	}
 	s := &Server{cfg: cfg, log: cfg.Log.With("transport", gitgate.TransportHTTP)}
 	s.mux = http.NewServeMux()
