@@ -1,0 +1,133 @@
+package access
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/gitgate/gitgate/gitgate"
+	"github.com/gitgate/gitgate/internal/filewatch"
+)
+
+// Live is the server's view of the access file. It holds the current
+// [Snapshot] behind an atomic pointer, so lookups take no lock and do no
+// I/O, and swaps in a new one when the file changes.
+//
+// When a changed file is invalid, Live keeps the last good version and logs
+// every problem with its file and line. A missing file means no users and no
+// rules: every request that needs a signed-in user or a rule is denied.
+type Live struct {
+	path string
+	log  *slog.Logger
+	now  func() time.Time
+	cur  atomic.Pointer[Snapshot]
+
+	mu      sync.Mutex // serialises reloads
+	seen    string     // what the last reload saw, to skip unchanged files
+	seenErr error      // the error of the last reload
+}
+
+// NewLive returns a Live for the access file in dataDir. It holds an empty
+// Snapshot until [Live.Start] or [Live.Reload] reads the file.
+func NewLive(dataDir string, log *slog.Logger) *Live {
+	l := &Live{path: FilePath(dataDir), log: log, now: time.Now}
+	l.cur.Store(&Snapshot{})
+	return l
+}
+
+// Start reads the file, then watches it and reloads it on every change until
+// ctx is done. It fails if the file exists but cannot be read or is invalid,
+// since there is no good version to fall back on yet.
+func (l *Live) Start(ctx context.Context) error {
+	if err := l.Reload(); err != nil {
+		return err
+	}
+	err := filewatch.Watch(ctx, l.path, filewatch.DefaultFallback, l.log, func() { _ = l.Reload() })
+	if err != nil {
+		l.log.Warn("cannot watch the access file; re-reading it periodically", "file", l.path, "err", err)
+	}
+	return nil
+}
+
+// Reload reads the file now. If it is unreadable or invalid, the current
+// Snapshot stays in force and the problem is logged and returned. Reloading
+// an unchanged file does nothing and logs nothing.
+func (l *Live) Reload() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+
+	data, err := readLimited(l.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if l.seen == "missing" {
+			return nil
+		}
+		l.seen, l.seenErr = "missing", nil
+		l.cur.Store(&Snapshot{})
+		l.log.Warn("access file not found: no users and no rules, so every request is denied", "file", l.path)
+		return nil
+	case err != nil:
+		err = fmt.Errorf("read access file: %w", err)
+		if seen := "error:" + err.Error(); l.seen != seen {
+			l.seen, l.seenErr = seen, err
+			l.log.Error("cannot read the access file; keeping the last good version", "file", l.path, "err", err)
+		}
+		return err
+	}
+
+	sum := sha256.Sum256(data)
+	seen := "content:" + hex.EncodeToString(sum[:])
+	if seen == l.seen {
+		return l.seenErr
+	}
+	l.seen = seen
+	snap, err := parseSnapshot(l.path, data)
+	l.seenErr = err
+	if err != nil {
+		l.log.Error("access file is invalid; keeping the last good version", "file", l.path, "err", err)
+		return err
+	}
+	l.cur.Store(snap)
+	l.log.Info("access file loaded", "file", l.path, "users", len(snap.users), "tokens", len(snap.tokens))
+	for _, w := range snap.warnings {
+		l.log.Warn("access file warning", "file", l.path, "warning", w.Error())
+	}
+	return nil
+}
+
+func parseSnapshot(name string, data []byte) (*Snapshot, error) {
+	f, err := decode(name, data)
+	if err != nil {
+		return nil, err
+	}
+	return compile(f)
+}
+
+// Snapshot returns the current snapshot.
+func (l *Live) Snapshot() *Snapshot { return l.cur.Load() }
+
+// Permission answers what user may do on repo under the current snapshot;
+// see [Snapshot.Permission].
+func (l *Live) Permission(user *gitgate.User, repo string) gitgate.Permission {
+	return l.cur.Load().Permission(user, repo)
+}
+
+// AuthenticateToken returns the owner of a token secret that is known, not
+// revoked and not expired, or ErrBadCredentials.
+func (l *Live) AuthenticateToken(secret string) (*gitgate.User, error) {
+	return l.cur.Load().AuthenticateToken(secret, l.now())
+}
+
+// UserByKey returns the user who owns an SSH public key.
+func (l *Live) UserByKey(key ssh.PublicKey) (*gitgate.User, bool) {
+	return l.cur.Load().UserByKey(key)
+}
