@@ -1,0 +1,357 @@
+package sshd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/gitgate/gitgate/gitgate"
+)
+
+// Exit statuses of a session, besides git's own.
+const (
+	exitRefused = 1   // the policy refused, as gitlab-shell does
+	exitUsage   = 128 // not a git command, as git itself does for usage errors
+)
+
+// What clients see. Refusals go to the session's stderr, each line starting
+// with "remote: " like gitlab-shell's so that git shows them as the server's
+// words; the greeting goes to stdout. Nothing the client sent is echoed back.
+const (
+	greetingFormat         = "Welcome to gitgate, @%s!\n"
+	disallowedMessage      = "Disallowed command. This server only runs git-upload-pack, git-receive-pack and git-upload-archive."
+	malformedMessage       = "Malformed command. Expected a git command and a single-quoted repository path, like git-upload-pack 'group/project.git'."
+	invalidPathMessage     = "Invalid repository path. Paths look like group/project.git."
+	invalidProtocolMessage = "Invalid GIT_PROTOCOL. Expected version=0, version=1 or version=2."
+	keyRevokedMessage      = "Your SSH key is no longer authorized on this server."
+	shuttingDownMessage    = "The server is shutting down. Try again in a moment."
+
+	// boxRule is gitlab-shell's 72-character rule.
+	boxRule = "========================================================================"
+)
+
+// errShuttingDown is the reason given for a session channel opened during
+// shutdown; OpenSSH shows "channel N: open failed: resource shortage:
+// <reason>". The session limits give theirs the same way (see admit).
+var errShuttingDown = errors.New("the server is shutting down; try again in a moment")
+
+// Causes of a session's end, for the log.
+var (
+	errChannelGone = errors.New("session channel closed by the client")
+	errConnGone    = errors.New("connection closed")
+	errKeyRevoked  = errors.New("the verified key has no owner any more")
+	errRunGit      = errors.New("run git")
+)
+
+// session is one SSH "session" channel and the request it runs.
+type session struct {
+	ch       gossh.Channel
+	conn     *conn
+	key      gossh.PublicKey // the verified key of the connection
+	command  string          // the exec request; "" for a shell request
+	protocol string          // the GIT_PROTOCOL environment request, unchecked
+
+	inputDone chan struct{} // closed when the stdin copy has ended
+}
+
+// handleChannel serves a "session" channel: it enforces the session limits,
+// accepts only the requests a git client makes (GIT_PROTOCOL, then one exec
+// or shell request) and refuses everything else, including pty, X11, agent
+// forwarding, subsystems and other environment variables. The session's
+// context ends when the client closes the channel or the connection drops.
+func (s *Server) handleChannel(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.NewChannel, ctx ssh.Context) {
+	c := connFrom(ctx)
+	if err := s.admit(c); err != nil {
+		s.log.Warn("ssh session refused", "remote_addr", c.remoteAddr, "err", err)
+		nc.Reject(gossh.ResourceShortage, err.Error())
+		return
+	}
+	defer s.release(c)
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		return
+	}
+	c.touch()
+	sctx, cancel := context.WithCancelCause(s.base)
+	defer cancel(nil)
+	stop := context.AfterFunc(ctx, func() { cancel(errConnGone) })
+	defer stop()
+
+	sess := &session{ch: ch, conn: c, key: verifiedKey(ctx)}
+	var done chan struct{}
+	for req := range reqs {
+		switch {
+		case req.Type == "env" && done == nil:
+			var kv struct{ Name, Value string }
+			ok := gossh.Unmarshal(req.Payload, &kv) == nil && kv.Name == "GIT_PROTOCOL"
+			if ok {
+				sess.protocol = kv.Value
+			}
+			req.Reply(ok, nil)
+		case (req.Type == "exec" || req.Type == "shell") && done == nil:
+			var cmd struct{ Command string }
+			if req.Type == "exec" && gossh.Unmarshal(req.Payload, &cmd) != nil {
+				req.Reply(false, nil)
+				continue
+			}
+			sess.command = cmd.Command
+			req.Reply(true, nil)
+			done = make(chan struct{})
+			go func() {
+				defer close(done)
+				s.serve(sctx, sess)
+			}()
+		default:
+			s.log.Debug("ssh request refused", "remote_addr", c.remoteAddr, "request", req.Type)
+			req.Reply(false, nil)
+		}
+	}
+	cancel(errChannelGone)
+	if done != nil {
+		<-done
+	}
+}
+
+// admit counts a new session, or says why it may not open.
+func (s *Server) admit(c *conn) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.shuttingDown:
+		return errShuttingDown
+	case c.sessions >= s.cfg.MaxSessionsPerConn:
+		return fmt.Errorf("too many sessions on this connection (limit %d)", s.cfg.MaxSessionsPerConn)
+	case s.sessions >= s.cfg.MaxSessions:
+		return fmt.Errorf("the server is busy: too many sessions (limit %d); try again later", s.cfg.MaxSessions)
+	}
+	c.sessions++
+	s.sessions++
+	s.wg.Add(1)
+	return nil
+}
+
+// release uncounts a session that has ended. While shutting down, a
+// connection is closed once its last session is over.
+func (s *Server) release(c *conn) {
+	s.mu.Lock()
+	c.sessions--
+	s.sessions--
+	idle := s.shuttingDown && c.sessions == 0
+	s.mu.Unlock()
+	if idle {
+		c.close()
+	}
+	s.wg.Done()
+}
+
+// serve runs a session's request, logs it, and ends the session with its
+// exit status.
+func (s *Server) serve(ctx context.Context, sess *session) {
+	start := time.Now()
+	op := gitgate.Operation{Transport: gitgate.TransportSSH, RemoteAddr: sess.conn.remoteAddr}
+	status, err := s.gateSession(ctx, sess, &op)
+	level := slog.LevelInfo // refusals are the client's business
+	if errors.Is(err, errRunGit) {
+		level = slog.LevelWarn
+	}
+	s.log.LogAttrs(ctx, level, "ssh session",
+		slog.String("user", op.User.String()),
+		slog.String("repo", op.Repo),
+		slog.String("service", string(op.Service)),
+		slog.String("remote_addr", op.RemoteAddr),
+		slog.Duration("duration", time.Since(start)),
+		slog.Int("exit_status", status),
+		slog.Any("err", err),
+	)
+	sess.exit(status)
+}
+
+// gateSession is the gate over SSH, top to bottom: authenticate, parse the
+// command, resolve the repository, ask the policy, then run git and stream,
+// or show the refusal. It fills op in as it learns, for the log, and returns
+// the exit status and, for the log, why the session did not simply succeed.
+func (s *Server) gateSession(ctx context.Context, sess *session, op *gitgate.Operation) (int, error) {
+	// The owner of the key whose signature was verified, looked up again
+	// so that a key removed since the login is refused.
+	var ok bool
+	if sess.key != nil {
+		op.User, ok = s.cfg.Keys.UserByKey(sess.key)
+	}
+	if !ok {
+		return sess.fail(exitRefused, keyRevokedMessage), errKeyRevoked
+	}
+	if sess.command == "" {
+		fmt.Fprintf(sess.ch, greetingFormat, op.User.Name)
+		return 0, nil
+	}
+
+	cmd, err := ParseCommand(sess.command)
+	if err != nil {
+		return sess.fail(exitUsage, commandMessage(err)), err
+	}
+	op.Service, op.Repo = cmd.Service, cmd.Name
+	protocol, err := gitgate.ParseProtocol(sess.protocol)
+	if err != nil {
+		return sess.fail(exitUsage, invalidProtocolMessage), err
+	}
+
+	repo, resolveErr := s.cfg.Resolver.Resolve(cmd.Path)
+	var d gitgate.Decision
+	if resolveErr != nil {
+		d = s.cfg.Policy.Missing(*op)
+	} else {
+		op.Repo = repo.Name
+		d = s.cfg.Policy.Decide(*op)
+	}
+	if r := d.Refusal(); r != nil {
+		s.cfg.Tracker.Refused(*op, r)
+		if resolveErr != nil {
+			return sess.refuse(r), fmt.Errorf("%w: %w", r, resolveErr)
+		}
+		return sess.refuse(r), r
+	}
+
+	end := s.cfg.Tracker.Begin(*op)
+	out := &countingWriter{w: activityWriter{sess.ch, sess.conn}}
+	err = s.runGit(ctx, sess, gitgate.Invocation{Op: *op, Repo: repo, Protocol: protocol, Stdout: out})
+	outcome := gitgate.OutcomeOK
+	if err != nil {
+		outcome = gitgate.OutcomeError
+	}
+	end(outcome, out.n)
+	var exit *gitgate.ExitError
+	switch {
+	case err == nil:
+		return 0, nil
+	case errors.As(err, &exit):
+		return exit.Code, fmt.Errorf("%w: %w", errRunGit, err)
+	case errors.Is(context.Cause(ctx), errServerClosed):
+		sess.fail(exitRefused, shuttingDownMessage)
+	}
+	return exitRefused, fmt.Errorf("%w: %w", errRunGit, err)
+}
+
+// runGit runs git for inv with the session's streams. git's stdin is a pipe
+// fed from the channel: when the client half-closes (sends EOF, as git does
+// after the last pack byte of a push) git sees EOF, and when git exits first
+// nothing waits for the client's input.
+func (s *Server) runGit(ctx context.Context, sess *session, inv gitgate.Invocation) error {
+	stdin, err := sess.startInput()
+	if err != nil {
+		return err
+	}
+	defer stdin.Close()
+	inv.Stdin = stdin
+	inv.Stderr = activityWriter{sess.ch.Stderr(), sess.conn}
+	return s.cfg.Runner.Run(ctx, inv)
+}
+
+// countingWriter counts the bytes sent to the client, for metrics.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// startInput starts copying the channel's data to a pipe and returns the
+// pipe's reading end.
+func (sess *session) startInput() (*os.File, error) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("stdin pipe: %w", err)
+	}
+	sess.inputDone = make(chan struct{})
+	go func() {
+		defer close(sess.inputDone)
+		io.Copy(pw, activityReader{sess.ch, sess.conn})
+		pw.Close()
+	}()
+	return pr, nil
+}
+
+// refuse shows a policy refusal and returns its exit status. Maintenance
+// refusals get GitLab's box (REFERENCE.md), the others a single line.
+func (sess *session) refuse(r *gitgate.Refusal) int {
+	switch r.Kind {
+	case gitgate.RefusedMaintenance, gitgate.RefusedStateUnavailable:
+		io.WriteString(sess.ch.Stderr(), box(r.Message))
+		return exitRefused
+	}
+	return sess.fail(exitRefused, r.Message)
+}
+
+// fail shows a one-line error and returns status.
+func (sess *session) fail(status int, msg string) int {
+	io.WriteString(sess.ch.Stderr(), "remote: ERROR: "+msg+"\n")
+	return status
+}
+
+// exit ends the session as sshd does: EOF, exit status, close. It then waits
+// for the stdin copy, which ends when the client closes the channel.
+func (sess *session) exit(status int) {
+	sess.ch.CloseWrite()
+	sess.ch.SendRequest("exit-status", false, gossh.Marshal(struct{ Status uint32 }{uint32(status)}))
+	sess.ch.Close()
+	if sess.inputDone != nil {
+		<-sess.inputDone
+	}
+}
+
+// box frames msg as gitlab-shell does for its errors.
+func box(msg string) string {
+	var b strings.Builder
+	for _, line := range [...]string{"", boxRule, "", msg, "", boxRule, ""} {
+		b.WriteString("remote: " + line + "\n")
+	}
+	return b.String()
+}
+
+// commandMessage is the line shown for a ParseCommand error.
+func commandMessage(err error) string {
+	switch {
+	case errors.Is(err, ErrInvalidPath):
+		return invalidPathMessage
+	case errors.Is(err, ErrMalformedCommand):
+		return malformedMessage
+	}
+	return disallowedMessage
+}
+
+// activityReader and activityWriter record session data for the idle timeout.
+type activityReader struct {
+	r io.Reader
+	c *conn
+}
+
+func (a activityReader) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	if n > 0 {
+		a.c.touch()
+	}
+	return n, err
+}
+
+type activityWriter struct {
+	w io.Writer
+	c *conn
+}
+
+func (a activityWriter) Write(p []byte) (int, error) {
+	a.c.touch()
+	n, err := a.w.Write(p)
+	a.c.touch()
+	return n, err
+}
