@@ -68,7 +68,7 @@ var (
 	ErrMaintenance     = &Refusal{Kind: RefusedMaintenance, Message: MaintenanceMessage}
 	ErrNotFound        = &Refusal{Kind: RefusedNotFound, Message: NotFoundMessage}
 	ErrPushForbidden   = &Refusal{Kind: RefusedForbidden, Message: PushForbiddenMessage}
-	ErrAnonymousPush   = &Refusal{Kind: RefusedForbidden, Message: AnonymousPushMessage}
+	ErrAnonymousPush   = &Refusal{Kind: RefusedUnauthenticated, Message: AnonymousPushMessage}
 	ErrUnauthenticated = &Refusal{Kind: RefusedUnauthenticated, Message: UnauthenticatedMessage}
 )
 

@@ -23,10 +23,7 @@ import (
 // output and exit status.
 func gitgateCLI(t *testing.T, dir string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	var out, errb bytes.Buffer
-	err := newApp(&out, &errb).Run(append([]string{"gitgate", "--data-dir", dir}, args...))
-	code = exitCode(&errb, err)
-	return out.String(), errb.String(), code
+	return runCLI(t, "", append([]string{"--data-dir", dir}, args...)...)
 }
 
 // mustCLI runs the command line and fails the test unless it succeeds.

@@ -283,7 +283,7 @@ func hookInstaller(c *cli.Context) (*hooks.Installer, error) {
 	s := hooks.Script{FailOpen: c.Bool("fail-open")}
 	bin := c.String("binary")
 	if bin == "" {
-		exe, err := os.Executable()
+		exe, err := selfBinary()
 		if err != nil {
 			return nil, fmt.Errorf("find the gitgate binary (give --binary): %w", err)
 		}

@@ -16,18 +16,6 @@ import (
 	"github.com/gitgate/gitgate/hooks"
 )
 
-// runCLI runs the command line with stdin and returns its output and exit
-// status, as main would.
-func runCLI(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	app := newApp(&out, &errb)
-	app.Reader = strings.NewReader(stdin)
-	err := app.RunContext(context.Background(), interspersed(app, append([]string{"gitgate"}, args...)))
-	code = exitCode(&errb, err)
-	return out.String(), errb.String(), code
-}
-
 // clearHookEnv removes the hook's variables for the test, so that the
 // machine's environment does not configure the hook.
 func clearHookEnv(t *testing.T) {

@@ -83,8 +83,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		EnableBashCompletion: true,
 		HideHelpCommand:      true,
 		OnUsageError:         onUsageError,
-		Flags:                globalFlags(),
-		Action:               unknownCommand,
+		// Errors, exit codes included, come back to exitCode: urfave/cli
+		// would otherwise print them and call os.Exit itself.
+		ExitErrHandler: func(*cli.Context, error) {},
+		Flags:          globalFlags(),
+		Action:         unknownCommand,
 		Commands: []*cli.Command{
 			serveCommand(),
 			maintenanceCommand(),
@@ -94,6 +97,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			userCommand(),
 			tokenCommand(),
 			accessCommand(),
+			sshCommand(),
 		},
 	}
 	setUsageErrorHandler(app.Commands)

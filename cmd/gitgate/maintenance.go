@@ -1,86 +1,264 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/user"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/gitgate/gitgate/api"
+	"github.com/gitgate/gitgate/audit"
 	"github.com/gitgate/gitgate/gitgate"
 )
+
+// remoteFlags select a running gate's API instead of the local data dir.
+func remoteFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{
+			Name:    "url",
+			Usage:   "act on the gate at this URL through its API instead of on the local data dir",
+			EnvVars: []string{"GITGATE_URL"},
+		},
+		&cli.StringFlag{
+			Name:    "token",
+			Usage:   "an admin's access token, for --url",
+			EnvVars: []string{"GITGATE_TOKEN"},
+		},
+	}
+}
 
 func maintenanceCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "maintenance",
 		Usage: "enable, disable or show read-only maintenance mode",
-		Description: "Acts on the maintenance state in the data dir. A running gate on this host\n" +
-			"sees a change within milliseconds; pushes are then refused with:\n" +
+		Description: "Acts on the maintenance state in the data dir, or with --url on a running\n" +
+			"gate through its API. A running gate on this host sees a local change within\n" +
+			"milliseconds; pushes are then refused with:\n" +
 			gitgate.MaintenanceMessage,
 		Subcommands: []*cli.Command{
 			{
 				Name:  "enable",
 				Usage: "enter read-only maintenance mode: pushes are refused, clones and fetches go on",
-				Flags: []cli.Flag{&cli.StringFlag{
-					Name:  "message",
-					Usage: "banner text shown in status and the API (at most 255 characters)",
-				}},
+				Description: "With --wait, returns only when no push is running any more through the gate\n" +
+					"(or fails after --timeout, listing what still runs): then it is safe to start\n" +
+					"the maintenance work.",
+				Flags: append(remoteFlags(),
+					&cli.StringFlag{Name: "message", Usage: "banner text shown in status and the API (at most 255 characters)"},
+					&cli.BoolFlag{Name: "wait", Usage: "wait until no push is in flight"},
+					&cli.DurationFlag{Name: "timeout", Usage: "with --wait: give up after this long", Value: 10 * time.Minute},
+				),
 				Action: func(c *cli.Context) error {
 					msg := c.String("message")
-					return changeMaintenance(c, gitgate.Change{Enabled: ptr(true), Message: &msg})
+					if err := changeMaintenance(c, true, &msg); err != nil {
+						return err
+					}
+					if c.Bool("wait") {
+						return waitForDrain(c)
+					}
+					return nil
 				},
 			},
 			{
 				Name:  "disable",
 				Usage: "leave maintenance mode: pushes are accepted again",
+				Flags: remoteFlags(),
 				Action: func(c *cli.Context) error {
 					empty := ""
-					return changeMaintenance(c, gitgate.Change{Enabled: ptr(false), Message: &empty})
+					return changeMaintenance(c, false, &empty)
 				},
 			},
 			{
 				Name:  "status",
-				Usage: "show whether maintenance mode is on, its message, since when and by whom",
-				Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print the state as JSON"}},
+				Usage: "show whether maintenance mode is on, its message, since when, by whom, and what is in flight",
+				Flags: append(remoteFlags(), &cli.BoolFlag{Name: "json", Usage: "print the status as JSON"}),
 				Action: func(c *cli.Context) error {
-					dir, err := dataDir(c)
+					if c.NArg() > 0 {
+						return usageError{fmt.Errorf("unexpected argument %q", c.Args().First())}
+					}
+					st, err := currentStatus(c)
 					if err != nil {
 						return err
 					}
-					st, err := gitgate.NewFileStore(dir).Load(c.Context)
-					if err != nil {
-						return err
-					}
-					return printState(c.App.Writer, st, c.Bool("json"))
+					return st.print(c.App.Writer, c.Bool("json"))
 				},
 			},
 		},
 	}
 }
 
-func changeMaintenance(c *cli.Context, change gitgate.Change) error {
+// status is what "maintenance status" shows: the state, and what is in
+// flight when a running gate could be asked.
+type status struct {
+	gitgate.State
+	InFlight *api.InFlight `json:"in_flight,omitempty"`
+}
+
+func statusFromSettings(s api.Settings) status {
+	st := status{State: gitgate.State{Enabled: s.MaintenanceMode, Version: s.MaintenanceModeVersion}}
+	if s.MaintenanceModeMessage != nil {
+		st.Message = *s.MaintenanceModeMessage
+	}
+	if s.MaintenanceModeBy != nil {
+		st.By = *s.MaintenanceModeBy
+	}
+	if s.MaintenanceModeSince != nil {
+		st.Since, _ = time.Parse(time.RFC3339, *s.MaintenanceModeSince)
+	}
+	st.InFlight = &s.OperationsInFlight
+	return st
+}
+
+// gateClient returns a client for --url, or for the local gate's admin
+// socket when one is running; nil when there is no gate to ask.
+func gateClient(c *cli.Context) (*api.Client, error) {
+	if u := c.String("url"); u != "" {
+		if c.String("token") == "" {
+			return nil, usageError{errors.New("--url needs --token (or GITGATE_TOKEN)")}
+		}
+		cl, err := api.NewClient(u, c.String("token"))
+		if err != nil {
+			return nil, usageError{err}
+		}
+		return cl, nil
+	}
+	dir, err := dataDir(c)
+	if err != nil {
+		return nil, err
+	}
+	sock := filepath.Join(dir, SocketName)
+	if _, err := os.Stat(sock); err != nil {
+		return nil, nil
+	}
+	return api.NewSocketClient(sock), nil
+}
+
+func changeMaintenance(c *cli.Context, enable bool, message *string) error {
 	if c.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected argument %q", c.Args().First())}
 	}
-	if change.Message != nil {
-		if err := gitgate.ValidateMessage(*change.Message); err != nil {
-			return usageError{fmt.Errorf("--message: %w", err)}
+	if err := gitgate.ValidateMessage(*message); err != nil {
+		return usageError{fmt.Errorf("--message: %w", err)}
+	}
+	if c.String("url") != "" {
+		cl, err := gateClient(c)
+		if err != nil {
+			return err
 		}
+		s, err := cl.Update(c.Context, &enable, message)
+		if err != nil {
+			return err
+		}
+		return statusFromSettings(s).print(c.App.Writer, false)
 	}
 	dir, err := dataDir(c)
 	if err != nil {
 		return err
 	}
-	change.By = cliActor()
-	st, err := gitgate.NewFileStore(dir).Apply(c.Context, change)
+	if err := refuseOnSecondary(dir); err != nil {
+		return err
+	}
+	store := gitgate.NewFileStore(dir)
+	old, err := store.Load(c.Context)
 	if err != nil {
 		return err
 	}
-	return printState(c.App.Writer, st, false)
+	st, err := store.Apply(c.Context, gitgate.Change{Enabled: &enable, Message: message, By: cliActor()})
+	if err != nil {
+		return err
+	}
+	if err := audit.Open(dir).Record(audit.Event{
+		Action: "maintenance.update", Actor: cliActor(), Transport: "cli",
+		Old: api.AuditState(old), New: api.AuditState(st),
+	}); err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "gitgate: warning: %v\n", err)
+	}
+	return status{State: st}.print(c.App.Writer, false)
 }
+
+// currentStatus reads the state through the API (--url), or from the data
+// dir, with the in-flight counts from the local gate when one runs.
+func currentStatus(c *cli.Context) (status, error) {
+	cl, err := gateClient(c)
+	if err != nil {
+		return status{}, err
+	}
+	if c.String("url") != "" {
+		s, err := cl.Settings(c.Context)
+		if err != nil {
+			return status{}, err
+		}
+		return statusFromSettings(s), nil
+	}
+	dir, err := dataDir(c)
+	if err != nil {
+		return status{}, err
+	}
+	st, err := gitgate.NewFileStore(dir).Load(c.Context)
+	if err != nil {
+		return status{}, err
+	}
+	out := status{State: st}
+	if cl != nil {
+		if s, err := cl.Settings(c.Context); err == nil {
+			out.InFlight = &s.OperationsInFlight
+		}
+	}
+	return out, nil
+}
+
+// waitForDrain polls the gate until no write is in flight.
+func waitForDrain(c *cli.Context) error {
+	cl, err := gateClient(c)
+	if err != nil || cl == nil {
+		return err // no gate running here: nothing can be in flight through it
+	}
+	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	announced := false
+	for {
+		s, err := cl.Settings(ctx)
+		if err != nil && ctx.Err() == nil {
+			return err
+		}
+		if err == nil && s.OperationsInFlight.Writes == 0 {
+			fmt.Fprintln(c.App.Writer, "no push in flight: safe to start the maintenance work")
+			return nil
+		}
+		if err == nil && !announced {
+			fmt.Fprintf(c.App.Writer, "waiting for %d push(es) in flight to finish...\n", s.OperationsInFlight.Writes)
+			announced = true
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			s, err := cl.Settings(context.WithoutCancel(c.Context))
+			if err != nil {
+				return cli.Exit(fmt.Sprintf("timed out after %s waiting for pushes to finish", c.Duration("timeout")), 1)
+			}
+			var lines []string
+			for _, r := range s.OperationsInFlight.Running {
+				if r.Service == string(gitgate.ReceivePack) {
+					lines = append(lines, fmt.Sprintf("  %s %s by %s over %s, running since %s",
+						r.Service, r.Repo, r.User, r.Transport, r.Started.Format(time.RFC3339)))
+				}
+			}
+			return cli.Exit(fmt.Sprintf("timed out after %s; still in flight:\n%s", c.Duration("timeout"), strings.Join(lines, "\n")), 1)
+		}
+	}
+}
+
+// refuseOnSecondary refuses local changes on a Geo secondary site.
+var refuseOnSecondary = func(string) error { return nil }
 
 // cliActor names the person at the terminal for the state's "by" field.
 func cliActor() string {
@@ -93,8 +271,8 @@ func cliActor() string {
 	return "cli"
 }
 
-// printState prints a maintenance state for people, or as JSON.
-func printState(w io.Writer, st gitgate.State, asJSON bool) error {
+// print prints a status for people, or as JSON.
+func (st status) print(w io.Writer, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -114,8 +292,11 @@ func printState(w io.Writer, st gitgate.State, asJSON bool) error {
 	if st.By != "" {
 		fmt.Fprintf(w, "by:               %s\n", st.By)
 	}
-	_, err := fmt.Fprintf(w, "version:          %d\n", st.Version)
-	return err
+	fmt.Fprintf(w, "version:          %d\n", st.Version)
+	if st.InFlight != nil {
+		fmt.Fprintf(w, "in flight:        %d push(es), %d clone(s)/fetch(es)\n", st.InFlight.Writes, st.InFlight.Reads)
+	}
+	return nil
 }
 
 func ptr[T any](v T) *T { return &v }

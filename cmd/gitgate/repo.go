@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gitgate/gitgate/gitgate"
+	"github.com/gitgate/gitgate/hooks"
 )
 
 // exampleReadme is the README of a repository made with --readme.
@@ -26,6 +27,7 @@ func repoCommand() *cli.Command {
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "readme", Usage: "give it a first commit with a README.md"},
 					&cli.BoolFlag{Name: "if-missing", Usage: "succeed without change if it already exists"},
+					&cli.BoolFlag{Name: "no-hook", Usage: "do not install the pre-receive hook into it"},
 				},
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
@@ -48,6 +50,11 @@ func repoCommand() *cli.Command {
 					}
 					if c.Bool("readme") {
 						if _, err := gitgate.SeedReadme(repo, fmt.Sprintf(exampleReadme, repo.Name), "gitgate", time.Now()); err != nil {
+							return err
+						}
+					}
+					if !c.Bool("no-hook") {
+						if err := installHook(c, repo); err != nil {
 							return err
 						}
 					}
@@ -75,6 +82,27 @@ func repoCommand() *cli.Command {
 			},
 		},
 	}
+}
+
+// installHook puts the pre-receive hook into a new repository, pointing at
+// this binary and the data dir.
+func installHook(c *cli.Context, repo gitgate.Repo) error {
+	dir, err := dataDir(c)
+	if err != nil {
+		return err
+	}
+	bin, err := selfBinary()
+	if err != nil {
+		return fmt.Errorf("pre-receive hook: find the gitgate binary: %w", err)
+	}
+	in, err := hooks.NewInstaller(hooks.Script{Binary: bin, DataDir: dir})
+	if err != nil {
+		return fmt.Errorf("pre-receive hook: %w", err)
+	}
+	if _, err := in.Install(repo.Path); err != nil {
+		return fmt.Errorf("pre-receive hook for %s: %w", repo.Name, err)
+	}
+	return nil
 }
 
 // openRepos returns the resolver for --repos, creating the root if asked.

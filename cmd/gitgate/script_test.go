@@ -51,6 +51,12 @@ func TestScripts(t *testing.T) {
 			"start-gate": startGate,
 			"stop-gate":  stopGate,
 			"await-http": awaitHTTP,
+			"setenv-stdout": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 1 {
+					ts.Fatalf("usage: setenv-stdout NAME")
+				}
+				ts.Setenv(args[0], strings.TrimSpace(ts.ReadFile("stdout")))
+			},
 		},
 	})
 }
@@ -99,6 +105,10 @@ func startGate(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Setenv(strings.ToUpper(m[1])+"_URL", m[2])
 		if m[1] == "http" {
 			ts.Setenv("URL", m[2])
+			ts.Setenv("HTTP_HOSTPORT", strings.TrimPrefix(m[2], "http://"))
+		}
+		if m[1] == "ssh" {
+			ts.Setenv("SSH_HOSTPORT", strings.TrimPrefix(m[2], "ssh://git@"))
 			break
 		}
 	}

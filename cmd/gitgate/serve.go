@@ -2,46 +2,63 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/gitgate/gitgate/access"
+	"github.com/gitgate/gitgate/api"
+	"github.com/gitgate/gitgate/audit"
 	"github.com/gitgate/gitgate/gitgate"
+	"github.com/gitgate/gitgate/hooks"
 	"github.com/gitgate/gitgate/httpgit"
+	"github.com/gitgate/gitgate/metrics"
+	"github.com/gitgate/gitgate/sshd"
 )
+
+// SocketName is the local admin socket in the data dir. The local CLI uses
+// it to ask a running gate what is in flight; file permissions (0600, owner
+// only) are its authentication.
+const SocketName = "gitgate.sock"
 
 func serveCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "serve",
-		Usage: "serve the repositories over smart HTTP (and SSH) and enforce maintenance mode",
-		Description: "Serves the bare repositories under --repos. Pushes are refused while the\n" +
-			"maintenance state in the data dir is enabled; changes to it (by\n" +
-			"'gitgate maintenance') take effect without a restart. SIGINT or SIGTERM\n" +
-			"stop accepting work and give running requests --shutdown-grace to finish.",
+		Usage: "serve the repositories over smart HTTP and SSH and enforce maintenance mode",
+		Description: "Serves the bare repositories under --repos to the users of the access file\n" +
+			"(<data-dir>/access.yaml). Pushes are refused while the maintenance state in\n" +
+			"the data dir is enabled; changes to it, and to the access file, take effect\n" +
+			"without a restart. At start the pre-receive hook is installed in every\n" +
+			"repository. SIGINT or SIGTERM stop accepting work and give running\n" +
+			"operations --shutdown-grace to finish.",
 		Flags: []cli.Flag{
 			reposFlag(),
 			&cli.StringFlag{
 				Name:    "http-listen",
-				Usage:   "address for smart HTTP, the API and the probes (port 0 picks a free port)",
+				Usage:   "address for smart HTTP, the API, metrics and the probes (port 0 picks a free port)",
 				Value:   "127.0.0.1:8080",
 				EnvVars: []string{"GITGATE_HTTP_LISTEN"},
 			},
 			&cli.StringFlag{
 				Name:    "ssh-listen",
-				Usage:   "address for Git over SSH",
+				Usage:   "address for Git over SSH (port 0 picks a free port; empty: no SSH)",
 				Value:   "127.0.0.1:2222",
 				EnvVars: []string{"GITGATE_SSH_LISTEN"},
 			},
-			&cli.BoolFlag{
-				Name:    "allow-anonymous-push",
-				Usage:   "let anyone push over HTTP without signing in (never for a real server)",
-				EnvVars: []string{"GITGATE_ALLOW_ANONYMOUS_PUSH"},
+			sshHostKeyFlag(),
+			&cli.StringFlag{
+				Name:    "metrics-listen",
+				Usage:   "serve /metrics on this address instead of the HTTP listener",
+				EnvVars: []string{"GITGATE_METRICS_LISTEN"},
 			},
 			&cli.DurationFlag{
 				Name:    "shutdown-grace",
@@ -55,6 +72,11 @@ func serveCommand() *cli.Command {
 				Value:   "git",
 				EnvVars: []string{"GITGATE_GIT"},
 			},
+			&cli.BoolFlag{
+				Name:    "no-hooks",
+				Usage:   "do not install the pre-receive hook into the repositories at start",
+				EnvVars: []string{"GITGATE_NO_HOOKS"},
+			},
 		},
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(c)
@@ -66,14 +88,17 @@ func serveCommand() *cli.Command {
 				return err
 			}
 			s := &serveCmd{
-				dataDir:            dir,
-				repos:              reposDir(c, dir),
-				httpListen:         c.String("http-listen"),
-				allowAnonymousPush: c.Bool("allow-anonymous-push"),
-				grace:              c.Duration("shutdown-grace"),
-				git:                c.String("git"),
-				log:                log,
-				stdout:             c.App.Writer,
+				dataDir:       dir,
+				repos:         reposDir(c, dir),
+				httpListen:    c.String("http-listen"),
+				sshListen:     c.String("ssh-listen"),
+				sshHostKeys:   c.StringSlice("ssh-host-key"),
+				metricsListen: c.String("metrics-listen"),
+				grace:         c.Duration("shutdown-grace"),
+				git:           c.String("git"),
+				installHooks:  !c.Bool("no-hooks"),
+				log:           log,
+				stdout:        c.App.Writer,
 			}
 			return s.Execute(c.Context)
 		},
@@ -83,64 +108,292 @@ func serveCommand() *cli.Command {
 // serveCmd is "gitgate serve": it wires the gate's parts together and runs
 // the servers until the context ends.
 type serveCmd struct {
-	dataDir            string
-	repos              string
-	httpListen         string
-	allowAnonymousPush bool
-	grace              time.Duration
-	git                string
-	log                *slog.Logger
-	stdout             io.Writer
+	dataDir       string
+	repos         string
+	httpListen    string
+	sshListen     string
+	sshHostKeys   []string
+	metricsListen string
+	grace         time.Duration
+	git           string
+	installHooks  bool
+	log           *slog.Logger
+	stdout        io.Writer
+}
+
+// gate holds the parts every front end shares.
+type gate struct {
+	resolver *gitgate.Resolver
+	runner   *gitgate.Runner
+	live     *gitgate.LiveState
+	store    *gitgate.FileStore
+	users    *access.Live
+	policy   *gitgate.Policy
+	tracker  *gitgate.Tracker
+	metrics  *metrics.Metrics
+	audit    *audit.Log
 }
 
 // Execute runs the gate until ctx is done, then shuts down gracefully.
 func (s *serveCmd) Execute(ctx context.Context) error {
-	for _, d := range []string{s.dataDir, s.repos} {
-		if err := os.MkdirAll(d, 0o750); err != nil {
-			return fmt.Errorf("create %s: %w", d, err)
-		}
-	}
-	resolver, err := gitgate.NewResolver(s.repos)
+	g, err := s.build(ctx)
 	if err != nil {
 		return err
 	}
-	runner, err := gitgate.NewRunner(s.git, s.dataDir)
-	if err != nil {
-		return err
-	}
-	store := gitgate.NewFileStore(s.dataDir)
-	live := gitgate.NewLiveState(store, s.log)
-	live.Run(ctx, 0)
+	fmt.Fprintf(s.stdout, "gitgate %s serving %s\n", version, g.resolver.Root())
 
-	policy := &gitgate.Policy{State: live, Access: gitgate.AnonymousAccess{Write: s.allowAnonymousPush}}
-	if s.allowAnonymousPush {
-		s.log.Warn("anonymous push is allowed: anyone who can reach the HTTP port can write")
-	}
-	web, err := httpgit.New(httpgit.Config{
-		Policy:   policy,
-		Resolver: resolver,
-		Runner:   runner,
-		Auth:     httpgit.Anonymous{},
-		Ready:    readiness(live, resolver),
-		Log:      s.log,
-	})
+	web, err := s.httpServer(g)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", s.httpListen)
+	httpLn, err := net.Listen("tcp", s.httpListen)
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
-	url := "http://" + ln.Addr().String()
-	fmt.Fprintf(s.stdout, "gitgate %s serving %s\n", version, resolver.Root())
+	url := "http://" + httpLn.Addr().String()
 	fmt.Fprintf(s.stdout, "http: listening on %s\n", url)
 	fmt.Fprintf(s.stdout, "  clone:  git clone %s/<repo>.git\n", url)
-	fmt.Fprintf(s.stdout, "  health: %s/-/health  readiness: %s/-/readiness\n", url, url)
-	s.log.Info("gitgate started", "http", ln.Addr().String(), "repos", resolver.Root(), "data_dir", s.dataDir)
+	fmt.Fprintf(s.stdout, "  api:    %s%s\n", url, api.SettingsPath)
 
-	err = web.Serve(ctx, ln, s.grace)
+	var servers []func(context.Context) error
+	servers = append(servers, func(ctx context.Context) error { return web.Serve(ctx, httpLn, s.grace) })
+
+	if s.sshListen != "" {
+		run, err := s.sshServer(g)
+		if err != nil {
+			return err
+		}
+		servers = append(servers, run)
+	}
+	if s.metricsListen != "" {
+		run, err := s.metricsServer(g)
+		if err != nil {
+			return err
+		}
+		servers = append(servers, run)
+	}
+	run, err := s.socketServer(g)
+	if err != nil {
+		return err
+	}
+	servers = append(servers, run)
+
+	s.log.Info("gitgate started", "http", httpLn.Addr().String(), "repos", g.resolver.Root(), "data_dir", s.dataDir)
+	err = runAll(ctx, servers)
 	s.log.Info("gitgate stopped")
 	return err
+}
+
+// build makes the shared parts: state, access, policy, runner, metrics.
+func (s *serveCmd) build(ctx context.Context) (*gate, error) {
+	for _, d := range []string{s.dataDir, s.repos} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return nil, fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	g := &gate{audit: audit.Open(s.dataDir)}
+	var err error
+	if g.resolver, err = gitgate.NewResolver(s.repos); err != nil {
+		return nil, err
+	}
+	if g.runner, err = gitgate.NewRunner(s.git, s.dataDir); err != nil {
+		return nil, err
+	}
+	g.store = gitgate.NewFileStore(s.dataDir)
+	g.live = gitgate.NewLiveState(g.store, s.log)
+	g.live.Run(ctx, 0)
+	g.users = access.NewLive(s.dataDir, s.log)
+	if err := g.users.Start(ctx); err != nil {
+		return nil, fmt.Errorf("access file: %w", err)
+	}
+	g.policy = &gitgate.Policy{State: g.live, Access: g.users}
+	g.metrics = metrics.New(g.live)
+	g.tracker = gitgate.NewTracker(g.metrics)
+
+	if s.installHooks {
+		if err := s.installAllHooks(ctx, g.resolver); err != nil {
+			return nil, err
+		}
+	}
+	return g, nil
+}
+
+// installAllHooks puts the pre-receive hook into every repository served, so
+// that pushes already past the gate and pushes by other servers are refused
+// in maintenance too.
+func (s *serveCmd) installAllHooks(ctx context.Context, resolver *gitgate.Resolver) error {
+	bin, err := selfBinary()
+	if err != nil {
+		return fmt.Errorf("hooks: find the gitgate binary: %w", err)
+	}
+	in, err := hooks.NewInstaller(hooks.Script{Binary: bin, DataDir: s.dataDir})
+	if err != nil {
+		return fmt.Errorf("hooks: %w", err)
+	}
+	repos, err := resolver.List(ctx)
+	if err != nil {
+		return err
+	}
+	if err := in.InstallAll(ctx, repos, s.log); err != nil {
+		s.log.Error("pre-receive hook not installed everywhere; those repositories rely on the gate alone", "err", err)
+	}
+	return nil
+}
+
+// httpServer is the smart HTTP front end with the admin API and metrics.
+func (s *serveCmd) httpServer(g *gate) (*httpgit.Server, error) {
+	auth := &access.RequestAuthenticator{Tokens: g.users, Limiter: access.NewLimiter(access.LimiterConfig{})}
+	web, err := httpgit.New(httpgit.Config{
+		Policy:   g.policy,
+		Resolver: g.resolver,
+		Runner:   g.runner,
+		Auth:     auth,
+		Ready:    readiness(g.live, g.resolver),
+		Tracker:  g.tracker,
+		Log:      s.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	web.Handle("/api/", api.New(api.Config{
+		Auth: auth, Store: g.store, Live: g.live, Tracker: g.tracker, Audit: g.audit, Log: s.log,
+	}))
+	if s.metricsListen == "" {
+		web.Handle("GET /metrics", g.metrics.Handler())
+	}
+	return web, nil
+}
+
+// sshServer is the SSH front end; it returns the function that runs it.
+func (s *serveCmd) sshServer(g *gate) (func(context.Context) error, error) {
+	srv, err := sshd.New(sshd.Config{
+		Addr:              s.sshListen,
+		HostKeyDir:        s.dataDir,
+		ExtraHostKeyFiles: s.sshHostKeys,
+		Keys:              g.users,
+		Policy:            g.policy,
+		Resolver:          g.resolver,
+		Runner:            g.runner,
+		Tracker:           g.tracker,
+		Log:               s.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", s.sshListen)
+	if err != nil {
+		return nil, fmt.Errorf("ssh listen: %w", err)
+	}
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	fmt.Fprintf(s.stdout, "ssh: listening on ssh://git@%s\n", ln.Addr())
+	fmt.Fprintf(s.stdout, "  clone:  git clone ssh://git@%s:%s/<repo>.git\n", host, port)
+	for _, fp := range srv.HostKeyFingerprints() {
+		fmt.Fprintf(s.stdout, "  host key: %s\n", fp)
+	}
+	return func(ctx context.Context) error {
+		errc := make(chan error, 1)
+		go func() { errc <- srv.Serve(context.WithoutCancel(ctx), ln) }()
+		select {
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+		}
+		graceCtx, cancel := context.WithTimeout(context.Background(), s.grace)
+		defer cancel()
+		srv.Shutdown(graceCtx)
+		return <-errc
+	}, nil
+}
+
+// metricsServer serves /metrics on its own address.
+func (s *serveCmd) metricsServer(g *gate) (func(context.Context) error, error) {
+	ln, err := net.Listen("tcp", s.metricsListen)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listen: %w", err)
+	}
+	fmt.Fprintf(s.stdout, "metrics: listening on http://%s/metrics\n", ln.Addr())
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", g.metrics.Handler())
+	return func(ctx context.Context) error { return serveHTTP(ctx, ln, mux) }, nil
+}
+
+// socketServer serves the admin API on the local socket, as the local admin.
+func (s *serveCmd) socketServer(g *gate) (func(context.Context) error, error) {
+	path := filepath.Join(s.dataDir, SocketName)
+	if err := removeStaleSocket(path); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	h := api.New(api.Config{
+		Auth: localAdmin{}, Store: g.store, Live: g.live, Tracker: g.tracker, Audit: g.audit,
+		Transport: "socket", Log: s.log,
+	})
+	return func(ctx context.Context) error { return serveHTTP(ctx, ln, h) }, nil
+}
+
+// removeStaleSocket removes a socket left by a gate that died, and refuses
+// to start next to a gate that is still running.
+func removeStaleSocket(path string) error {
+	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return fmt.Errorf("another gitgate is serving this data dir (%s answers)", path)
+	}
+	return os.Remove(path)
+}
+
+// localAdmin authenticates every request on the admin socket as the local
+// administrator: only the data dir's owner can connect to it.
+type localAdmin struct{}
+
+func (localAdmin) Authenticate(*http.Request) (*gitgate.User, error) {
+	return &gitgate.User{Name: cliActor(), Admin: true}, nil
+}
+
+// serveHTTP serves h on ln until ctx ends, then shuts down.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(shutdownCtx)
+	<-errc
+	return nil
+}
+
+// runAll runs the servers until ctx ends or one fails; then it stops the
+// others and waits for all.
+func runAll(ctx context.Context, servers []func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, len(servers))
+	for i, run := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = run(ctx); errs[i] != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // readiness checks that the state is readable and the repository root is

@@ -1,3 +1,0 @@
-package main
-
-// Temporary: each of these moves to its own file as its issue lands.
