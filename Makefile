@@ -14,9 +14,10 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/gitgate
 
-## run: start a gate on embedded defaults (data in ./data, HTTP on 127.0.0.1:8080)
+## run: start a gate on embedded defaults (data in ./data, HTTP on 127.0.0.1:8080, SSH on 127.0.0.1:2222)
 run: build
 	$(BIN) --data-dir $(DATA) repo create example --readme --if-missing
+	$(BIN) --data-dir $(DATA) access grant example --anonymous --level read
 	$(BIN) --data-dir $(DATA) serve
 
 ## test: lint, then every test (unit, fuzz seeds, end to end with real git) under the race detector
