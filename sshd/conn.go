@@ -8,6 +8,8 @@ import (
 
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/gitgate/gitgate/gitgate"
 )
 
 // keepAliveRequest is the global request OpenSSH's sshd sends as
@@ -185,6 +187,10 @@ func (s *Server) serverConfig(ctx ssh.Context) *gossh.ServerConfig {
 // handshake and authentication.
 func (s *Server) handshakeFailed(nc net.Conn, err error) {
 	s.log.Info("ssh connection failed", "remote_addr", nc.RemoteAddr().String(), "err", err)
+	var noAuth *gossh.ServerAuthError
+	if errors.As(err, &noAuth) {
+		s.cfg.Tracker.AuthFailed(gitgate.TransportSSH, "unknown_key")
+	}
 }
 
 // verifiedKey is the key the client authenticated with, nil if none.
