@@ -81,10 +81,14 @@ func (a *API) settings() Settings {
 func (a *API) writeSettings(w http.ResponseWriter, status int) {
 	s := a.settings()
 	data, _ := json.Marshal(s)
+	var extra map[string]any
 	if a.cfg.Extra != nil {
+		extra = a.cfg.Extra()
+	}
+	if len(extra) > 0 {
 		var m map[string]any
 		json.Unmarshal(data, &m)
-		for k, v := range a.cfg.Extra() {
+		for k, v := range extra {
 			m[k] = v
 		}
 		writeJSON(w, status, m)

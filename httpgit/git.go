@@ -68,6 +68,12 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if rt.service == gitgate.ReceivePack && s.cfg.PushProxy != nil {
+		log.Info("push handed to the primary")
+		s.cfg.PushProxy.ProxyHTTPPush(w, r, user, op.Repo)
+		return
+	}
+
 	inv := gitgate.Invocation{Op: op, Repo: repo, Protocol: protocol, StatelessRPC: true}
 	var status int
 	var sent int64

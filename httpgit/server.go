@@ -2,6 +2,7 @@ package httpgit
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +29,12 @@ type Anonymous struct{}
 // Authenticate always returns the anonymous user.
 func (Anonymous) Authenticate(*http.Request) (*gitgate.User, error) { return nil, nil }
 
+// PushProxy carries out pushes elsewhere: a Geo secondary hands every push
+// it would allow to the primary, which applies its own rules and state.
+type PushProxy interface {
+	ProxyHTTPPush(w http.ResponseWriter, r *http.Request, user *gitgate.User, repo string)
+}
+
 // Config holds a Server's dependencies. All fields but Log are required.
 type Config struct {
 	Policy   *gitgate.Policy
@@ -37,9 +44,15 @@ type Config struct {
 	// Ready reports whether the gate can serve (state readable, repository
 	// root reachable); readiness answers 503 with its error.
 	Ready func(ctx context.Context) error
+	// ReadyDetails, when set, adds a "details" object to the readiness
+	// answer (a Geo secondary's staleness).
+	ReadyDetails func() any
 	// Tracker counts operations in flight and feeds metrics (optional).
 	Tracker *gitgate.Tracker
-	Log     *slog.Logger
+	// PushProxy, when set, serves allowed pushes (both the advertisement
+	// and the POST) instead of the local git (a Geo secondary).
+	PushProxy PushProxy
+	Log       *slog.Logger
 }
 
 // Server is the smart HTTP front end of the gate.
@@ -135,16 +148,24 @@ func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) readiness(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	if s.shuttingDown.Load() {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintln(w, `{"status":"failed","message":"shutting down"}`)
-		return
+	answer := struct {
+		Status  string `json:"status"`
+		Message string `json:"message,omitempty"`
+		Details any    `json:"details,omitempty"`
+	}{Status: "ok"}
+	if s.cfg.ReadyDetails != nil {
+		answer.Details = s.cfg.ReadyDetails()
 	}
-	if err := s.cfg.Ready(r.Context()); err != nil {
-		s.log.Warn("not ready", "err", err)
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintln(w, `{"status":"failed","message":"not ready; see the server log"}`)
-		return
+	status := http.StatusOK
+	switch {
+	case s.shuttingDown.Load():
+		status, answer.Status, answer.Message = http.StatusServiceUnavailable, "failed", "shutting down"
+	default:
+		if err := s.cfg.Ready(r.Context()); err != nil {
+			s.log.Warn("not ready", "err", err)
+			status, answer.Status, answer.Message = http.StatusServiceUnavailable, "failed", "not ready; see the server log"
+		}
 	}
-	fmt.Fprintln(w, `{"status":"ok"}`)
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(answer)
 }

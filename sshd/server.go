@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -33,6 +34,14 @@ const (
 	DefaultMaxSessions        = 1000
 )
 
+// PushProxy carries out pushes elsewhere: a Geo secondary hands every push
+// it would allow to the primary. It streams the client's stdin to the
+// primary and the answer to stdout; a *gitgate.Refusal error is shown to
+// the user like the server's own refusals.
+type PushProxy interface {
+	ProxySSHPush(ctx context.Context, user *gitgate.User, repo, protocol string, stdin io.Reader, stdout io.Writer) error
+}
+
 // Config holds a Server's dependencies and limits. Keys, Policy, Resolver,
 // Runner and HostKeyDir are required. For the limits, zero means the default;
 // a negative duration turns that limit off.
@@ -51,7 +60,10 @@ type Config struct {
 	Runner   *gitgate.Runner
 	// Tracker counts operations in flight and feeds metrics (optional).
 	Tracker *gitgate.Tracker
-	Log     *slog.Logger
+	// PushProxy, when set, carries out allowed pushes instead of the
+	// local git (a Geo secondary).
+	PushProxy PushProxy
+	Log       *slog.Logger
 
 	// LoginGraceTime is how long a client has to authenticate after it
 	// connects.

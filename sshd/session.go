@@ -221,12 +221,21 @@ func (s *Server) gateSession(ctx context.Context, sess *session, op *gitgate.Ope
 
 	end := s.cfg.Tracker.Begin(*op)
 	out := &countingWriter{w: activityWriter{sess.ch, sess.conn}}
-	err = s.runGit(ctx, sess, gitgate.Invocation{Op: *op, Repo: repo, Protocol: protocol, Stdout: out})
-	outcome := gitgate.OutcomeOK
-	if err != nil {
-		outcome = gitgate.OutcomeError
+	if op.Service == gitgate.ReceivePack && s.cfg.PushProxy != nil {
+		err = s.proxyPush(ctx, sess, op, protocol, out)
+		var r *gitgate.Refusal
+		if errors.As(err, &r) {
+			end(gitgate.OutcomeOf(r), out.n)
+			return sess.refuse(r), r
+		}
+		end(outcomeFor(err), out.n)
+		if err != nil {
+			return sess.fail(exitRefused, proxyFailedMessage), fmt.Errorf("push via the primary: %w", err)
+		}
+		return 0, nil
 	}
-	end(outcome, out.n)
+	err = s.runGit(ctx, sess, gitgate.Invocation{Op: *op, Repo: repo, Protocol: protocol, Stdout: out})
+	end(outcomeFor(err), out.n)
 	var exit *gitgate.ExitError
 	switch {
 	case err == nil:
@@ -252,6 +261,27 @@ func (s *Server) runGit(ctx context.Context, sess *session, inv gitgate.Invocati
 	inv.Stdin = stdin
 	inv.Stderr = activityWriter{sess.ch.Stderr(), sess.conn}
 	return s.cfg.Runner.Run(ctx, inv)
+}
+
+// proxyFailedMessage is shown when a push handed to the primary failed for
+// a reason the primary did not explain.
+const proxyFailedMessage = "The push could not be completed on the primary site. Try again in a moment."
+
+// proxyPush hands a push to the primary, streaming the client's input.
+func (s *Server) proxyPush(ctx context.Context, sess *session, op *gitgate.Operation, protocol string, out io.Writer) error {
+	stdin, err := sess.startInput()
+	if err != nil {
+		return err
+	}
+	defer stdin.Close()
+	return s.cfg.PushProxy.ProxySSHPush(ctx, op.User, op.Repo, protocol, stdin, out)
+}
+
+func outcomeFor(err error) gitgate.Outcome {
+	if err != nil {
+		return gitgate.OutcomeError
+	}
+	return gitgate.OutcomeOK
 }
 
 // countingWriter counts the bytes sent to the client, for metrics.

@@ -98,6 +98,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			tokenCommand(),
 			accessCommand(),
 			sshCommand(),
+			geoCommand(),
 		},
 	}
 	setUsageErrorHandler(app.Commands)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gitgate/gitgate/api"
 	"github.com/gitgate/gitgate/audit"
+	"github.com/gitgate/gitgate/geo"
 	"github.com/gitgate/gitgate/gitgate"
 )
 
@@ -99,6 +100,9 @@ func maintenanceCommand() *cli.Command {
 type status struct {
 	gitgate.State
 	InFlight *api.InFlight `json:"in_flight,omitempty"`
+	// Geo is set on a Geo secondary: how fresh its copy of the primary's
+	// state is.
+	Geo *geo.FollowerStatus `json:"geo,omitempty"`
 }
 
 func statusFromSettings(s api.Settings) status {
@@ -206,6 +210,9 @@ func currentStatus(c *cli.Context) (status, error) {
 		return status{}, err
 	}
 	out := status{State: st}
+	if fs, ok, err := geo.ReadFollowerStatus(dir, time.Now()); err == nil && ok {
+		out.Geo = &fs
+	}
 	if cl != nil {
 		if s, err := cl.Settings(c.Context); err == nil {
 			out.InFlight = &s.OperationsInFlight
@@ -257,8 +264,18 @@ func waitForDrain(c *cli.Context) error {
 	}
 }
 
-// refuseOnSecondary refuses local changes on a Geo secondary site.
-var refuseOnSecondary = func(string) error { return nil }
+// refuseOnSecondary refuses local changes on a Geo secondary site: its
+// state follows the primary's. A marker that cannot be read refuses too.
+func refuseOnSecondary(dataDir string) error {
+	m, ok, err := geo.ReadSecondaryMarker(dataDir)
+	if err != nil {
+		return fmt.Errorf("this data dir's Geo role cannot be read, so maintenance mode is not changed here: %w", err)
+	}
+	if ok {
+		return errors.New(geo.ChangeOnPrimary(m.PrimaryURL))
+	}
+	return nil
+}
 
 // cliActor names the person at the terminal for the state's "by" field.
 func cliActor() string {
@@ -295,6 +312,23 @@ func (st status) print(w io.Writer, asJSON bool) error {
 	fmt.Fprintf(w, "version:          %d\n", st.Version)
 	if st.InFlight != nil {
 		fmt.Fprintf(w, "in flight:        %d push(es), %d clone(s)/fetch(es)\n", st.InFlight.Writes, st.InFlight.Reads)
+	}
+	return st.printGeo(w)
+}
+
+// printGeo prints a secondary's view of the primary, if any.
+func (st status) printGeo(w io.Writer) error {
+	if g := st.Geo; g != nil {
+		fmt.Fprintf(w, "geo:              secondary of %s\n", g.Primary)
+		switch {
+		case g.Connected:
+			fmt.Fprintf(w, "following:        live (last contact %s)\n", g.LastContact.Format(time.RFC3339))
+		case g.LastContact.IsZero():
+			fmt.Fprintf(w, "following:        never reached the primary: %s\n", g.LastError)
+		default:
+			fmt.Fprintf(w, "following:        STALE by %s (last contact %s): %s\n",
+				g.Stale.Round(time.Second), g.LastContact.Format(time.RFC3339), g.LastError)
+		}
 	}
 	return nil
 }

@@ -40,7 +40,7 @@ func serveCommand() *cli.Command {
 			"without a restart. At start the pre-receive hook is installed in every\n" +
 			"repository. SIGINT or SIGTERM stop accepting work and give running\n" +
 			"operations --shutdown-grace to finish.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			reposFlag(),
 			&cli.StringFlag{
 				Name:    "http-listen",
@@ -77,7 +77,7 @@ func serveCommand() *cli.Command {
 				Usage:   "do not install the pre-receive hook into the repositories at start",
 				EnvVars: []string{"GITGATE_NO_HOOKS"},
 			},
-		},
+		}, geoFlags()...),
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(c)
 			if err != nil {
@@ -87,7 +87,12 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			geoOpts, err := geoOptionsFrom(c)
+			if err != nil {
+				return err
+			}
 			s := &serveCmd{
+				geo:           geoOpts,
 				dataDir:       dir,
 				repos:         reposDir(c, dir),
 				httpListen:    c.String("http-listen"),
@@ -117,6 +122,7 @@ type serveCmd struct {
 	grace         time.Duration
 	git           string
 	installHooks  bool
+	geo           geoOptions
 	log           *slog.Logger
 	stdout        io.Writer
 }
@@ -132,6 +138,7 @@ type gate struct {
 	tracker  *gitgate.Tracker
 	metrics  *metrics.Metrics
 	audit    *audit.Log
+	geo      *geoSite // nil without Geo
 }
 
 // Execute runs the gate until ctx is done, then shuts down gracefully.
@@ -142,6 +149,7 @@ func (s *serveCmd) Execute(ctx context.Context) error {
 	}
 	fmt.Fprintf(s.stdout, "gitgate %s serving %s\n", version, g.resolver.Root())
 
+	geoRun, geoBeginShutdown := g.geo.run(s.dataDir)
 	web, err := s.httpServer(g)
 	if err != nil {
 		return err
@@ -156,7 +164,14 @@ func (s *serveCmd) Execute(ctx context.Context) error {
 	fmt.Fprintf(s.stdout, "  api:    %s%s\n", url, api.SettingsPath)
 
 	var servers []func(context.Context) error
-	servers = append(servers, func(ctx context.Context) error { return web.Serve(ctx, httpLn, s.grace) })
+	servers = append(servers, func(ctx context.Context) error {
+		stop := context.AfterFunc(ctx, geoBeginShutdown)
+		defer stop()
+		return web.Serve(ctx, httpLn, s.grace)
+	})
+	if geoRun != nil {
+		servers = append(servers, geoRun)
+	}
 
 	if s.sshListen != "" {
 		run, err := s.sshServer(g)
@@ -209,6 +224,12 @@ func (s *serveCmd) build(ctx context.Context) (*gate, error) {
 	g.policy = &gitgate.Policy{State: g.live, Access: g.users}
 	g.metrics = metrics.New(g.live)
 	g.tracker = gitgate.NewTracker(g.metrics)
+	if g.geo, err = s.setupGeo(g); err != nil {
+		return nil, fmt.Errorf("geo: %w", err)
+	}
+	if err := g.metrics.Register(g.geo.collectors()...); err != nil {
+		return nil, fmt.Errorf("geo metrics: %w", err)
+	}
 
 	if s.installHooks {
 		if err := s.installAllHooks(ctx, g.resolver); err != nil {
@@ -242,8 +263,8 @@ func (s *serveCmd) installAllHooks(ctx context.Context, resolver *gitgate.Resolv
 
 // httpServer is the smart HTTP front end with the admin API and metrics.
 func (s *serveCmd) httpServer(g *gate) (*httpgit.Server, error) {
-	auth := &access.RequestAuthenticator{Tokens: g.users, Limiter: access.NewLimiter(access.LimiterConfig{})}
-	web, err := httpgit.New(httpgit.Config{
+	auth := g.geo.auth(&access.RequestAuthenticator{Tokens: g.users, Limiter: access.NewLimiter(access.LimiterConfig{})})
+	cfg := httpgit.Config{
 		Policy:   g.policy,
 		Resolver: g.resolver,
 		Runner:   g.runner,
@@ -251,13 +272,21 @@ func (s *serveCmd) httpServer(g *gate) (*httpgit.Server, error) {
 		Ready:    readiness(g.live, g.resolver),
 		Tracker:  g.tracker,
 		Log:      s.log,
-	})
+	}
+	if p := g.geo.pushProxy(); p != nil {
+		cfg.PushProxy = p
+		cfg.ReadyDetails = func() any { return map[string]any{"geo": p.Status()} }
+	}
+	web, err := httpgit.New(cfg)
 	if err != nil {
 		return nil, err
 	}
-	web.Handle("/api/", api.New(api.Config{
+	admin := api.New(api.Config{
 		Auth: auth, Store: g.store, Live: g.live, Tracker: g.tracker, Audit: g.audit, Log: s.log,
-	}))
+		ReadOnly: g.geo.readOnly, Extra: g.geo.settingsExtra,
+	})
+	g.geo.handlers(admin.Handle, admin.RequireAdmin)
+	web.Handle("/api/", admin)
 	if s.metricsListen == "" {
 		web.Handle("GET /metrics", g.metrics.Handler())
 	}
@@ -266,7 +295,7 @@ func (s *serveCmd) httpServer(g *gate) (*httpgit.Server, error) {
 
 // sshServer is the SSH front end; it returns the function that runs it.
 func (s *serveCmd) sshServer(g *gate) (func(context.Context) error, error) {
-	srv, err := sshd.New(sshd.Config{
+	cfg := sshd.Config{
 		Addr:              s.sshListen,
 		HostKeyDir:        s.dataDir,
 		ExtraHostKeyFiles: s.sshHostKeys,
@@ -276,7 +305,11 @@ func (s *serveCmd) sshServer(g *gate) (func(context.Context) error, error) {
 		Runner:            g.runner,
 		Tracker:           g.tracker,
 		Log:               s.log,
-	})
+	}
+	if p := g.geo.pushProxy(); p != nil {
+		cfg.PushProxy = p
+	}
+	srv, err := sshd.New(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -333,7 +366,7 @@ func (s *serveCmd) socketServer(g *gate) (func(context.Context) error, error) {
 	}
 	h := api.New(api.Config{
 		Auth: localAdmin{}, Store: g.store, Live: g.live, Tracker: g.tracker, Audit: g.audit,
-		Transport: "socket", Log: s.log,
+		ReadOnly: g.geo.readOnly, Extra: g.geo.settingsExtra, Transport: "socket", Log: s.log,
 	})
 	return func(ctx context.Context) error { return serveHTTP(ctx, ln, h) }, nil
 }

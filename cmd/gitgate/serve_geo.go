@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/urfave/cli/v2"
+
+	"github.com/gitgate/gitgate/geo"
+	"github.com/gitgate/gitgate/httpgit"
+)
+
+// Geo roles.
+const (
+	geoNone      = ""
+	geoPrimary   = "primary"
+	geoSecondary = "secondary"
+)
+
+func geoFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{
+			Name:    "geo-role",
+			Usage:   "Geo role of this site: primary or secondary (default: no Geo)",
+			EnvVars: []string{"GITGATE_GEO_ROLE"},
+		},
+		&cli.StringFlag{
+			Name:    "geo-primary-url",
+			Usage:   "secondary: the primary site's base URL (its smart HTTP address)",
+			EnvVars: []string{"GITGATE_GEO_PRIMARY_URL"},
+		},
+		&cli.StringFlag{
+			Name:    "geo-node-name",
+			Usage:   "secondary: this site's node name, as listed in the primary's geo.yaml",
+			EnvVars: []string{"GITGATE_GEO_NODE_NAME"},
+		},
+		&cli.StringFlag{
+			Name:    "geo-secret-file",
+			Usage:   "secondary: file holding the secret shared with the primary (mode 0600, 32 bytes or more)",
+			EnvVars: []string{"GITGATE_GEO_SECRET_FILE"},
+		},
+	}
+}
+
+// geoOptions are the Geo flags of serve.
+type geoOptions struct {
+	role      string
+	secondary geo.SecondaryOptions
+}
+
+func geoOptionsFrom(c *cli.Context) (geoOptions, error) {
+	o := geoOptions{role: c.String("geo-role"), secondary: geo.SecondaryOptions{
+		PrimaryURL: c.String("geo-primary-url"),
+		NodeName:   c.String("geo-node-name"),
+		SecretFile: c.String("geo-secret-file"),
+	}}
+	switch o.role {
+	case geoNone, geoPrimary:
+		if o.secondary != (geo.SecondaryOptions{}) {
+			return o, usageError{fmt.Errorf("--geo-primary-url, --geo-node-name and --geo-secret-file need --geo-role secondary")}
+		}
+	case geoSecondary:
+	default:
+		return o, usageError{fmt.Errorf("invalid --geo-role %q: want primary or secondary", o.role)}
+	}
+	return o, nil
+}
+
+// geoSite is this site's Geo part, on either role.
+type geoSite struct {
+	primary  *geo.Primary
+	verifier *geo.Verifier
+	follower *geo.Follower
+}
+
+// setupGeo prepares the role: the primary reads geo.yaml and its
+// secondaries' secrets; a secondary marks its data dir and starts following.
+func (s *serveCmd) setupGeo(g *gate) (*geoSite, error) {
+	switch s.geo.role {
+	case geoPrimary:
+		cfg, err := geo.LoadConfig(s.dataDir)
+		if err != nil {
+			return nil, err
+		}
+		secrets, err := cfg.Secrets()
+		if err != nil {
+			return nil, err
+		}
+		if err := geo.RemoveSecondaryMarker(s.dataDir); err != nil {
+			return nil, err
+		}
+		v := geo.NewVerifier(secrets)
+		s.log.Info("geo primary", "secondaries", v.Nodes())
+		return &geoSite{primary: geo.NewPrimary(g.live, v, s.log), verifier: v}, nil
+	case geoSecondary:
+		f, err := geo.NewFollower(s.geo.secondary, g.store, g.live, s.log)
+		if err != nil {
+			return nil, err
+		}
+		if err := geo.WriteSecondaryMarker(s.dataDir, f.Primary(), s.geo.secondary.NodeName); err != nil {
+			return nil, err
+		}
+		s.log.Info("geo secondary", "primary", f.Primary(), "node", s.geo.secondary.NodeName)
+		return &geoSite{follower: f}, nil
+	}
+	return nil, nil
+}
+
+// auth wraps the HTTP authenticator: a primary accepts push tokens from its
+// secondaries, on behalf of the user they name.
+func (gs *geoSite) auth(next httpgit.Authenticator) httpgit.Authenticator {
+	if gs == nil || gs.verifier == nil {
+		return next
+	}
+	return gs.verifier.Authenticator(next)
+}
+
+// pushProxy is the secondary's follower, which hands pushes to the primary.
+func (gs *geoSite) pushProxy() *geo.Follower {
+	if gs == nil {
+		return nil
+	}
+	return gs.follower
+}
+
+// readOnly refuses maintenance changes on a secondary.
+func (gs *geoSite) readOnly() (string, bool) {
+	if gs == nil || gs.follower == nil {
+		return "", false
+	}
+	return geo.ChangeOnPrimary(gs.follower.Primary()), true
+}
+
+// settingsExtra adds the site's Geo status to the settings answer.
+func (gs *geoSite) settingsExtra() map[string]any {
+	switch {
+	case gs == nil:
+		return nil
+	case gs.follower != nil:
+		return map[string]any{"geo": gs.follower.Status()}
+	}
+	return map[string]any{"geo": map[string]any{"role": geoPrimary, "nodes": gs.primary.Nodes()}}
+}
+
+// handlers registers the Geo endpoints: the primary's long-poll (GL-Geo
+// tokens) and, on both roles, the admin's view of the nodes.
+func (gs *geoSite) handlers(register func(string, http.Handler), admin func(http.Handler) http.Handler) {
+	switch {
+	case gs == nil:
+	case gs.primary != nil:
+		register("GET "+geo.StatusPath, gs.primary.StatusHandler())
+		register("GET "+geo.NodesPath, admin(gs.primary.NodesHandler()))
+	case gs.follower != nil:
+		register("GET "+geo.NodesPath, admin(gs.follower.SelfHandler()))
+	}
+}
+
+// run returns what runs beside the servers: the follower, or the primary's
+// status file. beginShutdown ends the primary's long-polls so that they do
+// not hold the HTTP server for the whole grace period.
+func (gs *geoSite) run(dataDir string) (run func(context.Context) error, beginShutdown func()) {
+	switch {
+	case gs == nil:
+		return nil, func() {}
+	case gs.follower != nil:
+		return func(ctx context.Context) error { gs.follower.Run(ctx); return nil }, func() {}
+	}
+	return func(ctx context.Context) error { gs.primary.WriteStatusFile(ctx, dataDir); return nil }, gs.primary.Shutdown
+}
+
+// collectors are the Geo metrics.
+func (gs *geoSite) collectors() []prometheus.Collector {
+	switch {
+	case gs == nil:
+		return nil
+	case gs.follower != nil:
+		status := gs.follower.Status
+		return []prometheus.Collector{
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "gitgate_geo_secondary_connected",
+				Help: "1 while this secondary follows the primary's state live, else 0.",
+			}, func() float64 { return boolGauge(status().Connected) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "gitgate_geo_secondary_stale_seconds",
+				Help: "How long this secondary's view of the primary's state may be out of date (0 while connected).",
+			}, func() float64 { return status().Stale.Seconds() }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "gitgate_geo_secondary_state_version",
+				Help: "The primary's state version this secondary last mirrored.",
+			}, func() float64 { return float64(status().Version) }),
+		}
+	}
+	return []prometheus.Collector{&nodesCollector{primary: gs.primary}}
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// nodesCollector reports each secondary as the primary sees it.
+type nodesCollector struct{ primary *geo.Primary }
+
+var (
+	nodeConnectedDesc = prometheus.NewDesc("gitgate_geo_node_connected",
+		"1 while the secondary holds a status poll open on this primary.", []string{"node"}, nil)
+	nodeLagDesc = prometheus.NewDesc("gitgate_geo_node_lag_versions",
+		"How many state versions the secondary is behind.", []string{"node"}, nil)
+	nodeContactDesc = prometheus.NewDesc("gitgate_geo_node_last_contact_timestamp_seconds",
+		"When the secondary last called (Unix time; 0 if never).", []string{"node"}, nil)
+)
+
+func (c *nodesCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- nodeConnectedDesc
+	ch <- nodeLagDesc
+	ch <- nodeContactDesc
+}
+
+func (c *nodesCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, n := range c.primary.Nodes() {
+		contact := 0.0
+		if !n.LastContact.IsZero() {
+			contact = float64(n.LastContact.UnixNano()) / 1e9
+		}
+		ch <- prometheus.MustNewConstMetric(nodeConnectedDesc, prometheus.GaugeValue, boolGauge(n.Connected), n.Name)
+		ch <- prometheus.MustNewConstMetric(nodeLagDesc, prometheus.GaugeValue, float64(n.Lag), n.Name)
+		ch <- prometheus.MustNewConstMetric(nodeContactDesc, prometheus.GaugeValue, contact, n.Name)
+	}
+}
