@@ -43,14 +43,15 @@ func TestScripts(t *testing.T) {
 			} {
 				env.Setenv(k, v)
 			}
-			env.Values["gate"] = &gateSlot{}
+			env.Values["gates"] = gateSlots{}
 			return os.WriteFile(filepath.Join(env.WorkDir, ".gitconfig"),
 				[]byte("[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n"), 0o644)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"start-gate": startGate,
-			"stop-gate":  stopGate,
-			"await-http": awaitHTTP,
+			"start-gate":   startGate,
+			"stop-gate":    stopGate,
+			"await-http":   awaitHTTP,
+			"await-stdout": awaitStdout,
 			"setenv-stdout": func(ts *testscript.TestScript, neg bool, args []string) {
 				if neg || len(args) != 1 {
 					ts.Fatalf("usage: setenv-stdout NAME")
@@ -64,20 +65,37 @@ func TestScripts(t *testing.T) {
 // gateEnv lists the variables a started gate inherits from the script.
 var gateEnv = []string{"PATH", "HOME", "GITGATE_DATA_DIR", "GIT_CONFIG_NOSYSTEM", "LC_ALL", "TMPDIR"}
 
-// gateSlot holds the gate a script started.
-type gateSlot struct{ g *runningGate }
+// gateSlots holds the gates a script started, by name.
+type gateSlots map[string]*runningGate
 
 type runningGate struct {
 	cmd  *exec.Cmd
 	done chan error
 }
 
-// startGate runs "gitgate serve ARGS..." on a free loopback port, waits until
-// it listens and sets $URL to its base URL. Its log goes to $WORK/gate.log.
-// The gate is stopped when the script ends.
+// startGate runs "gitgate serve ARGS..." on free loopback ports, waits until
+// it listens and sets $URL, $HTTP_HOSTPORT and $SSH_HOSTPORT. With -name N
+// the variables are prefixed N_ (uppercased) and the log is $WORK/N.log
+// (else gate.log); -data DIR gives it its own data dir. Gates are stopped
+// when the script ends.
+//
+//	start-gate [-name N] [-data DIR] [serve flags...]
 func startGate(ts *testscript.TestScript, neg bool, args []string) {
 	if neg {
 		ts.Fatalf("unsupported: ! start-gate")
+	}
+	name, dataDir := "", ts.Getenv("GITGATE_DATA_DIR")
+	for len(args) >= 2 && (args[0] == "-name" || args[0] == "-data") {
+		if args[0] == "-name" {
+			name = args[1]
+		} else {
+			dataDir = args[1]
+		}
+		args = args[2:]
+	}
+	prefix, logName := "", "gate.log"
+	if name != "" {
+		prefix, logName = strings.ToUpper(name)+"_", name+".log"
 	}
 	argv := append([]string{"serve", "--http-listen", "127.0.0.1:0", "--ssh-listen", "127.0.0.1:0"}, args...)
 	cmd := exec.Command("gitgate", argv...)
@@ -85,30 +103,32 @@ func startGate(ts *testscript.TestScript, neg bool, args []string) {
 	for _, k := range gateEnv {
 		cmd.Env = append(cmd.Env, k+"="+ts.Getenv(k))
 	}
+	cmd.Env = append(cmd.Env, "GITGATE_DATA_DIR="+dataDir)
 	cmd.Path = lookPath(ts, "gitgate")
-	logf, err := os.Create(filepath.Join(ts.Getenv("WORK"), "gate.log"))
+	logf, err := os.OpenFile(filepath.Join(ts.Getenv("WORK"), logName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	ts.Check(err)
 	cmd.Stderr = logf
 	stdout, err := cmd.StdoutPipe()
 	ts.Check(err)
 	ts.Check(cmd.Start())
 	g := &runningGate{cmd: cmd, done: make(chan error, 1)}
-	ts.Value("gate").(*gateSlot).g = g
+	ts.Value("gates").(gateSlots)[name] = g
 
 	listening := regexp.MustCompile(`^(\w+): listening on (\S+)`)
 	sc := bufio.NewScanner(stdout)
+	url := ""
 	for sc.Scan() {
 		m := listening.FindStringSubmatch(sc.Text())
 		if m == nil {
 			continue
 		}
-		ts.Setenv(strings.ToUpper(m[1])+"_URL", m[2])
 		if m[1] == "http" {
-			ts.Setenv("URL", m[2])
-			ts.Setenv("HTTP_HOSTPORT", strings.TrimPrefix(m[2], "http://"))
+			url = m[2]
+			ts.Setenv(prefix+"URL", m[2])
+			ts.Setenv(prefix+"HTTP_HOSTPORT", strings.TrimPrefix(m[2], "http://"))
 		}
 		if m[1] == "ssh" {
-			ts.Setenv("SSH_HOSTPORT", strings.TrimPrefix(m[2], "ssh://git@"))
+			ts.Setenv(prefix+"SSH_HOSTPORT", strings.TrimPrefix(m[2], "ssh://git@"))
 			break
 		}
 	}
@@ -118,8 +138,8 @@ func startGate(ts *testscript.TestScript, neg bool, args []string) {
 		g.done <- cmd.Wait()
 		logf.Close()
 	}()
-	if ts.Getenv("URL") == "" {
-		ts.Fatalf("gate did not start; see gate.log")
+	if url == "" {
+		ts.Fatalf("gate did not start; see %s", logName)
 	}
 	ts.Defer(func() {
 		if g.cmd.ProcessState == nil {
@@ -129,11 +149,16 @@ func startGate(ts *testscript.TestScript, neg bool, args []string) {
 	})
 }
 
-// stopGate sends SIGTERM to the gate and waits for it to exit cleanly.
+// stopGate sends SIGTERM to a gate ("stop-gate [NAME]") and waits for it
+// to exit cleanly.
 func stopGate(ts *testscript.TestScript, neg bool, args []string) {
-	g := ts.Value("gate").(*gateSlot).g
-	if g == nil {
-		ts.Fatalf("no gate running")
+	name := ""
+	if len(args) == 1 {
+		name = args[0]
+	}
+	g := ts.Value("gates").(gateSlots)[name]
+	if g == nil || g.cmd.ProcessState != nil {
+		ts.Fatalf("no gate %q running", name)
 	}
 	ts.Check(g.cmd.Process.Signal(syscall.SIGTERM))
 	err := <-g.done
@@ -176,4 +201,30 @@ func awaitHTTP(ts *testscript.TestScript, neg bool, args []string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	ts.Fatalf("GET %s: want %d, last answer %s", args[1], want, last)
+}
+
+// awaitStdout runs "await-stdout REGEX PROGRAM ARGS..." again and again, for
+// at most 10 s, until its stdout matches REGEX; the last run's output is
+// left as stdout. It waits for the gates to act on a change.
+func awaitStdout(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 || neg {
+		ts.Fatalf("usage: await-stdout REGEX PROGRAM [ARGS...]")
+	}
+	re, err := regexp.Compile("(?m)" + args[0])
+	ts.Check(err)
+	var out []byte
+	for i := 0; i < 200; i++ {
+		cmd := exec.Command(lookPath(ts, args[1]), args[2:]...)
+		cmd.Dir = ts.Getenv("WORK")
+		for _, k := range append(gateEnv, "GITGATE_URL", "GITGATE_TOKEN") {
+			cmd.Env = append(cmd.Env, k+"="+ts.Getenv(k))
+		}
+		out, _ = cmd.Output()
+		if re.Match(out) {
+			ts.Stdout().Write(out)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ts.Fatalf("stdout of %s never matched %q; last:\n%s", strings.Join(args[1:], " "), args[0], out)
 }
