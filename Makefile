@@ -34,9 +34,9 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-## bench: clone through the gate vs. directly, and time the pre-receive hook
+## bench: clone via the gate vs. git alone and git-http-backend; hook run time; Geo propagation
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./bench/ ./hooks/
+	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./bench/ ./hooks/ ./geo/
 
 ## fuzz: run each fuzz target for FUZZTIME
 fuzz:

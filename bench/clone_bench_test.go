@@ -116,7 +116,11 @@ func startGate(b *testing.B, dir string) (string, int) {
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("build: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "--data-dir", filepath.Join(dir, "data"), "--log-level", "warn",
+	data := filepath.Join(dir, "data")
+	if out, err := exec.Command(bin, "--data-dir", data, "access", "grant", "bench", "--anonymous", "--level", "read").CombinedOutput(); err != nil {
+		b.Fatalf("access grant: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "--data-dir", data, "--log-level", "warn",
 		"serve", "--http-listen", "127.0.0.1:0", "--ssh-listen", "127.0.0.1:0")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
