@@ -1,36 +1,17 @@
 package access
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gitgate/gitgate/gitgate"
 	"github.com/gitgate/gitgate/internal/atomicfile"
+	"github.com/gitgate/gitgate/internal/syncbuf"
 )
-
-// syncBuffer is a log sink safe for the watcher goroutine and the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // eventually polls cond every 10 ms for up to 5 s. It bounds how long the
 // test waits, not how fast the code must be.
@@ -54,7 +35,7 @@ func TestLiveReloads(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	live := NewLive(dir, slog.New(slog.NewTextHandler(&logs, nil)))
@@ -131,7 +112,7 @@ func TestLiveReloadSkipsUnchangedFile(t *testing.T) {
 	if err := os.WriteFile(FilePath(dir), []byte("users: [{name: alice}]\nrules: [{pattern: a/b, read: [ghost]}]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	live := NewLive(dir, slog.New(slog.NewTextHandler(&logs, nil)))
 	for range 3 {
 		if err := live.Reload(); err != nil {

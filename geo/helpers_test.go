@@ -9,14 +9,13 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gitgate/gitgate/geo"
 	"github.com/gitgate/gitgate/gitgate"
+	"github.com/gitgate/gitgate/internal/leakcheck"
 )
 
 // testDeadline bounds every wait in the tests. Nothing is timed: waits are
@@ -30,32 +29,13 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	// Every test stopped what it started: no goroutine of package geo may
 	// be left (followers, long-polls, push pumps).
-	if code == 0 && !waitFor(func() bool { return len(geoGoroutines()) == 0 }) {
-		fmt.Fprintf(os.Stderr, "goroutines left behind:\n%s\n", strings.Join(geoGoroutines(), "\n\n"))
-		code = 1
+	if code == 0 {
+		if err := leakcheck.Check("gitgate/gitgate/geo."); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
 	}
 	os.Exit(code)
-}
-
-// geoGoroutines returns the stacks of goroutines running code of package
-// geo.
-func geoGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	var found []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "gitgate/gitgate/geo.") {
-			found = append(found, g)
-		}
-	}
-	return found
 }
 
 // waitFor polls cond until it holds or testDeadline passes.

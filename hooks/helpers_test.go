@@ -18,6 +18,7 @@ import (
 
 	"github.com/gitgate/gitgate/gitgate"
 	"github.com/gitgate/gitgate/hooks"
+	"github.com/gitgate/gitgate/internal/syncbuf"
 )
 
 // binDir holds the gitgate binary built for the end-to-end tests.
@@ -271,24 +272,6 @@ func (f *fixture) assertAccepted(stderr string, err error) {
 	}
 }
 
-// syncBuffer collects a process's output for the test log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startDaemon serves the fixture's root with git daemon, pushes enabled,
 // and returns the repository's git:// URL. The daemon runs without the
 // gate's environment: the hook script alone must find the state. It is
@@ -312,7 +295,7 @@ func (f *fixture) startDaemon() string {
 }
 
 func (f *fixture) tryDaemon(port int) error {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	cmd := exec.Command("git", "daemon", "--listen=127.0.0.1", "--port="+strconv.Itoa(port),
 		"--reuseaddr", "--export-all", "--enable=receive-pack", "--informative-errors",
 		"--base-path="+f.root, f.root)

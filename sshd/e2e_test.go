@@ -20,6 +20,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/gitgate/gitgate/gitgate"
+	"github.com/gitgate/gitgate/internal/leakcheck"
 	"github.com/gitgate/gitgate/sshd"
 )
 
@@ -640,8 +641,8 @@ func TestShutdown(t *testing.T) {
 			t.Errorf("Serve: %v", err)
 		}
 		g.stopped = true
-		if !waitFor(func() bool { return len(serverGoroutines()) == 0 }) {
-			t.Errorf("goroutines left after Shutdown:\n%s", strings.Join(serverGoroutines(), "\n\n"))
+		if err := leakcheck.Check(serverMarkers...); err != nil {
+			t.Errorf("after Shutdown: %v", err)
 		}
 	})
 
@@ -669,8 +670,8 @@ func TestShutdown(t *testing.T) {
 			t.Errorf("Serve: %v", err)
 		}
 		g.stopped = true
-		if !waitFor(func() bool { return len(serverGoroutines()) == 0 }) {
-			t.Errorf("goroutines left after Shutdown:\n%s", strings.Join(serverGoroutines(), "\n\n"))
+		if err := leakcheck.Check(serverMarkers...); err != nil {
+			t.Errorf("after Shutdown: %v", err)
 		}
 	})
 }

@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +22,8 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/gitgate/gitgate/gitgate"
+	"github.com/gitgate/gitgate/internal/leakcheck"
+	"github.com/gitgate/gitgate/internal/syncbuf"
 	"github.com/gitgate/gitgate/sshd"
 )
 
@@ -44,33 +45,18 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	// Every test closed its server: none of its goroutines may be left.
-	if code == 0 && !waitFor(func() bool { return len(serverGoroutines()) == 0 }) {
-		fmt.Fprintf(os.Stderr, "goroutines left behind:\n%s\n", strings.Join(serverGoroutines(), "\n\n"))
-		code = 1
+	if code == 0 {
+		if err := leakcheck.Check(serverMarkers...); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
 	}
 	os.Exit(code)
 }
 
-// serverGoroutines returns the stacks of the goroutines running code of the
-// server (package sshd or gliderlabs/ssh).
-func serverGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "gitgate/gitgate/sshd.") || strings.Contains(g, "github.com/gliderlabs/ssh.") {
-			out = append(out, g)
-		}
-	}
-	return out
-}
+// serverMarkers pick out the goroutines running the server's code (package
+// sshd or gliderlabs/ssh).
+var serverMarkers = []string{"gitgate/gitgate/sshd.", "github.com/gliderlabs/ssh."}
 
 // keyring is a KeyLookup backed by a map, as the access file will be.
 type keyring struct {
@@ -122,24 +108,6 @@ func (g *grants) set(user, repo string, p gitgate.Permission) {
 	g.perms[user+" "+repo] = p
 }
 
-// syncBuffer collects the server's log; it is printed when a test fails.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // gate is a running sshd.Server over a temporary data dir and repository
 // root, with the real policy, resolver and runner.
 type gate struct {
@@ -152,7 +120,7 @@ type gate struct {
 	keys     *keyring
 	grants   *grants
 	live     *gitgate.LiveState
-	logs     *syncBuffer
+	logs     *syncbuf.Buffer
 	serveErr chan error
 	stopped  bool
 }
@@ -167,7 +135,7 @@ func startGate(t *testing.T, opts ...func(*sshd.Config)) *gate {
 		home:    t.TempDir(),
 		keys:    &keyring{users: map[string]*gitgate.User{}},
 		grants:  &grants{perms: map[string]gitgate.Permission{}},
-		logs:    &syncBuffer{},
+		logs:    &syncbuf.Buffer{},
 	}
 	copyHostKeys(t, g.dataDir)
 	// The git processes the server starts inherit its environment.
