@@ -94,7 +94,7 @@ func FuzzParseCredentials(f *testing.F) {
 		}
 		// Whatever it returns is safe to hand to a snapshot.
 		var snap Snapshot
-		if _, err := snap.AuthenticateToken(c.Token, time.Time{}); err != ErrBadCredentials {
+		if _, err := snap.AuthenticateToken(c.Token, time.Time{}); !errors.Is(err, ErrBadCredentials) {
 			t.Fatalf("AuthenticateToken on an empty snapshot = %v", err)
 		}
 	})

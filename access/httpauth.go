@@ -62,5 +62,8 @@ func (a *RequestAuthenticator) Authenticate(r *http.Request) (*gitgate.User, err
 	if !errors.Is(err, ErrBadCredentials) {
 		err = fmt.Errorf("%w: %w", ErrBadCredentials, err)
 	}
+	if creds.Username != "" {
+		err = fmt.Errorf("%w (user name given: %q)", err, creds.Username)
+	}
 	return nil, err
 }

@@ -1,6 +1,7 @@
 package access
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,6 +90,15 @@ func (l *Live) Reload() error {
 	seen := "content:" + hex.EncodeToString(sum[:])
 	if seen == l.seen {
 		return l.seenErr
+	}
+	if len(bytes.TrimSpace(data)) == 0 && strings.HasPrefix(l.seen, "content:") {
+		// An editor that saves in place truncates the file first: an empty
+		// file after a good one is almost always a save in progress, and
+		// taking it would lock every user out. The next event brings the
+		// rest; to really remove everyone, remove the users.
+		err := &FileError{File: l.path, Err: errors.New("the file is empty; keeping the last good version (remove the users and rules to deny everyone)")}
+		l.log.Warn("access file is empty; keeping the last good version", "file", l.path)
+		return err
 	}
 	l.seen = seen
 	snap, err := parseSnapshot(l.path, data)

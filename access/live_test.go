@@ -2,6 +2,7 @@ package access
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"strings"
@@ -107,6 +108,42 @@ func TestLiveStartRefusesInvalidFile(t *testing.T) {
 	}
 }
 
+// An editor saving in place truncates the file before writing it: the empty
+// file in between must not lock everyone out.
+func TestLiveKeepsRulesWhenTheFileIsEmptied(t *testing.T) {
+	dir := t.TempDir()
+	good := []byte("users: [{name: alice}]\nrules: [{pattern: a/b, write: [alice]}]\n")
+	if err := os.WriteFile(FilePath(dir), good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	live := NewLive(dir, discardLogger())
+	if err := live.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	alice := &gitgate.User{Name: "alice"}
+	if err := os.WriteFile(FilePath(dir), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := live.Reload(); err == nil || !strings.Contains(err.Error(), "the file is empty; keeping the last good version") {
+		t.Fatalf("Reload of an empty file = %v", err)
+	}
+	if p := live.Permission(alice, "a/b"); p != gitgate.PermissionWrite {
+		t.Fatalf("after the file was emptied: %v, want write", p)
+	}
+	if err := os.WriteFile(FilePath(dir), good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := live.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	// A file that is empty from the start is just "no users, no rules".
+	other := t.TempDir()
+	os.WriteFile(FilePath(other), nil, 0o600)
+	if err := NewLive(other, discardLogger()).Reload(); err != nil {
+		t.Fatalf("an empty file at start: %v", err)
+	}
+}
+
 func TestLiveReloadSkipsUnchangedFile(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(FilePath(dir), []byte("users: [{name: alice}]\nrules: [{pattern: a/b, read: [ghost]}]\n"), 0o600); err != nil {
@@ -154,7 +191,7 @@ func TestLiveTokensAndKeys(t *testing.T) {
 		t.Errorf("AuthenticateToken = %v, %v", u, err)
 	}
 	live.now = func() time.Time { return testNow.Add(time.Hour) }
-	if _, err := live.AuthenticateToken(secret); err != ErrBadCredentials {
+	if _, err := live.AuthenticateToken(secret); !errors.Is(err, ErrBadCredentials) {
 		t.Errorf("expired token: %v", err)
 	}
 	if u, ok := live.UserByKey(key); !ok || u.Name != "alice" {

@@ -3,6 +3,7 @@ package access
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"fmt"
 	"strings"
 	"time"
 
@@ -137,7 +138,7 @@ func parent(path string) string {
 // tokens, tens of microseconds per thousand, which suits a file kept by hand.
 func (s *Snapshot) AuthenticateToken(secret string, now time.Time) (*gitgate.User, error) {
 	if !looksLikeToken(secret) {
-		return nil, ErrBadCredentials
+		return nil, fmt.Errorf("%w: not a gitgate token", ErrBadCredentials)
 	}
 	digest := hashToken(secret)
 	var found *tokenRecord
@@ -146,8 +147,13 @@ func (s *Snapshot) AuthenticateToken(secret string, now time.Time) (*gitgate.Use
 			found = &s.tokens[i]
 		}
 	}
-	if found == nil || (!found.expires.IsZero() && !now.Before(found.expires)) {
-		return nil, ErrBadCredentials
+	if found == nil {
+		return nil, fmt.Errorf("%w: unknown or revoked token", ErrBadCredentials)
+	}
+	if !found.expires.IsZero() && !now.Before(found.expires) {
+		// The reason is for the log; every client sees the same refusal.
+		return nil, fmt.Errorf("%w: token of user %q expired at %s", ErrBadCredentials,
+			found.user.user().Name, found.expires.UTC().Format(time.RFC3339))
 	}
 	return found.user.user(), nil
 }

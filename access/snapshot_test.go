@@ -1,6 +1,7 @@
 package access
 
 import (
+	"errors"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
@@ -130,7 +131,7 @@ func TestZeroSnapshotDeniesEverything(t *testing.T) {
 	if got := snap.Permission(&gitgate.User{Name: "root", Admin: true}, "group/app"); got != gitgate.PermissionNone {
 		t.Errorf("Permission = %v, want none", got)
 	}
-	if _, err := snap.AuthenticateToken(TokenPrefix+"x", testNow); err != ErrBadCredentials {
+	if _, err := snap.AuthenticateToken(TokenPrefix+"x", testNow); !errors.Is(err, ErrBadCredentials) {
 		t.Errorf("AuthenticateToken err = %v, want ErrBadCredentials", err)
 	}
 	key, _ := newKey(t, "ed25519", "")

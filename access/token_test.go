@@ -88,7 +88,7 @@ func TestTokenLifecycle(t *testing.T) {
 			u, err := snap.AuthenticateToken(tt.secret, tt.now)
 			if tt.wantUser == "" {
 				// Unknown, expired and revoked are refused the same way.
-				if u != nil || err != ErrBadCredentials {
+				if u != nil || !errors.Is(err, ErrBadCredentials) {
 					t.Fatalf("AuthenticateToken = %v, %v; want nil, ErrBadCredentials", u, err)
 				}
 				return

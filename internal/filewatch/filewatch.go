@@ -17,9 +17,16 @@ import (
 // DefaultFallback is how often the file is re-read when no event arrives.
 const DefaultFallback = 2 * time.Second
 
-// Watch calls reload once, then again after every change to path, until ctx
-// is done. reload must be cheap and idempotent: a single write can raise
-// several events. The directory holding path must exist. Watch returns after the first reload
+// settle is how long the file must be quiet after an event before it is
+// re-read. An editor that saves in place truncates, then writes, raising
+// several events; reading at the first one would see a half-written file.
+// Files written atomically (rename into place) raise one event and pay
+// this delay once.
+const settle = 15 * time.Millisecond
+
+// Watch calls reload once, then again after every change to path (once the
+// file has been quiet for a few milliseconds), until ctx is done. reload must
+// be cheap and idempotent. The directory holding path must exist. Watch returns after the first reload
 // and the watch is set up; it reports an error only when the directory
 // cannot be watched at all, in which case it still polls every fallback.
 func Watch(ctx context.Context, path string, fallback time.Duration, log *slog.Logger, reload func()) error {
@@ -53,6 +60,9 @@ func loop(ctx context.Context, w *fsnotify.Watcher, path string, fallback time.D
 	name := filepath.Clean(path)
 	tick := time.NewTicker(fallback)
 	defer tick.Stop()
+	quiet := time.NewTimer(settle)
+	quiet.Stop()
+	defer quiet.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -62,9 +72,10 @@ func loop(ctx context.Context, w *fsnotify.Watcher, path string, fallback time.D
 				events = nil
 				continue
 			}
-			if filepath.Clean(ev.Name) != name {
-				continue
+			if filepath.Clean(ev.Name) == name {
+				quiet.Reset(settle)
 			}
+		case <-quiet.C:
 			reload()
 		case err, ok := <-errs:
 			if !ok {
