@@ -38,10 +38,15 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./bench/ ./hooks/ ./geo/
 
-## fuzz: run each fuzz target for FUZZTIME
+## fuzz: run each fuzz target for FUZZTIME (their seed corpora also run in make test)
+FUZZ_TARGETS := ./gitgate/:FuzzCleanName ./gitgate/:FuzzParseProtocol ./sshd/:FuzzParseCommand \
+	./access/:FuzzParseFile ./access/:FuzzParseCredentials ./geo/:FuzzPumpPush
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzCleanName$$' -fuzztime $(FUZZTIME) ./gitgate/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseProtocol$$' -fuzztime $(FUZZTIME) ./gitgate/
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name in $$pkg"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
 
 clean:
 	rm -rf bin

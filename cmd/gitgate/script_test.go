@@ -127,6 +127,9 @@ func startGate(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Setenv(prefix+"URL", m[2])
 			ts.Setenv(prefix+"HTTP_HOSTPORT", strings.TrimPrefix(m[2], "http://"))
 		}
+		if m[1] == "metrics" {
+			ts.Setenv(prefix+"METRICS_URL", m[2])
+		}
 		if m[1] == "ssh" {
 			ts.Setenv(prefix+"SSH_HOSTPORT", strings.TrimPrefix(m[2], "ssh://git@"))
 			break

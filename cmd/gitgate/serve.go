@@ -173,15 +173,15 @@ func (s *serveCmd) Execute(ctx context.Context) error {
 		servers = append(servers, geoRun)
 	}
 
-	if s.sshListen != "" {
-		run, err := s.sshServer(g)
+	if s.metricsListen != "" {
+		run, err := s.metricsServer(g)
 		if err != nil {
 			return err
 		}
 		servers = append(servers, run)
 	}
-	if s.metricsListen != "" {
-		run, err := s.metricsServer(g)
+	if s.sshListen != "" {
+		run, err := s.sshServer(g)
 		if err != nil {
 			return err
 		}
