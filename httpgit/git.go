@@ -75,22 +75,21 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 	}
 
 	inv := gitgate.Invocation{Op: op, Repo: repo, Protocol: protocol, StatelessRPC: true}
-	var status int
-	var sent int64
+	var res result
 	if rt.endpoint == endpointInfoRefs {
-		status, sent = s.infoRefs(w, r, inv, log)
+		res = s.infoRefs(w, r, inv, log)
 	} else {
 		// The RPC is the operation: a push's data and a clone's pack flow here.
 		end := s.cfg.Tracker.Begin(op)
-		status, sent = s.rpc(w, r, inv, log)
+		res = s.rpc(w, r, inv, log)
 		outcome := gitgate.OutcomeOK
-		if status != http.StatusOK || r.Context().Err() != nil {
+		if res.failed {
 			outcome = gitgate.OutcomeError
 		}
-		end(outcome, sent)
+		end(outcome, res.sent)
 	}
 	log.Info("git request done", "endpoint", path.Base(r.URL.Path),
-		"status", status, "bytes", sent, "duration", time.Since(start))
+		"status", res.status, "bytes", res.sent, "failed", res.failed, "duration", time.Since(start))
 }
 
 // authFailed answers a request whose credentials were refused: 429 while
@@ -110,8 +109,17 @@ func (s *Server) authFailed(w http.ResponseWriter, rt route, err error, log *slo
 	http.Error(w, "HTTP Basic: Access denied", http.StatusUnauthorized)
 }
 
+// result is how a Git request went: the status sent, the bytes written, and
+// whether it failed (git failed or the client went away, possibly after the
+// headers were sent with 200).
+type result struct {
+	status int
+	sent   int64
+	failed bool
+}
+
 // infoRefs writes the ref advertisement for the service.
-func (s *Server) infoRefs(w http.ResponseWriter, r *http.Request, inv gitgate.Invocation, log *slog.Logger) (int, int64) {
+func (s *Server) infoRefs(w http.ResponseWriter, r *http.Request, inv gitgate.Invocation, log *slog.Logger) result {
 	h := w.Header()
 	h.Set("Content-Type", "application/x-"+string(inv.Op.Service)+"-advertisement")
 	noCache(h)
@@ -121,10 +129,10 @@ func (s *Server) infoRefs(w http.ResponseWriter, r *http.Request, inv gitgate.In
 	if !isProtocolV2(inv.Protocol) {
 		enc := pktline.NewEncoder(out)
 		if err := enc.Encodef("# service=%s\n", inv.Op.Service); err != nil {
-			return http.StatusOK, out.n
+			return result{http.StatusOK, out.n, true}
 		}
 		if err := enc.Flush(); err != nil {
-			return http.StatusOK, out.n
+			return result{http.StatusOK, out.n, true}
 		}
 	}
 	inv.AdvertiseRefs = true
@@ -133,17 +141,17 @@ func (s *Server) infoRefs(w http.ResponseWriter, r *http.Request, inv gitgate.In
 
 // rpc runs an upload-pack or receive-pack request, streaming the request
 // body into git and git's output into the response.
-func (s *Server) rpc(w http.ResponseWriter, r *http.Request, inv gitgate.Invocation, log *slog.Logger) (int, int64) {
+func (s *Server) rpc(w http.ResponseWriter, r *http.Request, inv gitgate.Invocation, log *slog.Logger) result {
 	svc := string(inv.Op.Service)
 	if ct := r.Header.Get("Content-Type"); ct != "application/x-"+svc+"-request" {
 		http.Error(w, "Unsupported Media Type", http.StatusUnsupportedMediaType)
-		return http.StatusUnsupportedMediaType, 0
+		return result{http.StatusUnsupportedMediaType, 0, true}
 	}
 	body, err := requestBody(r)
 	if err != nil {
 		log.Warn("bad request body", "err", err)
 		http.Error(w, "Bad Request", http.StatusBadRequest)
-		return http.StatusBadRequest, 0
+		return result{http.StatusBadRequest, 0, true}
 	}
 	defer body.Close()
 	// git may answer (progress, keepalives) while still reading the request.
@@ -156,21 +164,21 @@ func (s *Server) rpc(w http.ResponseWriter, r *http.Request, inv gitgate.Invocat
 	return s.runGit(r, &responseStream{w: w, rc: rc}, inv, log)
 }
 
-// runGit runs git with stdout streamed into out and returns the HTTP status
-// sent and the bytes written. git's stderr is kept (its tail) for the log.
-func (s *Server) runGit(r *http.Request, out *responseStream, inv gitgate.Invocation, log *slog.Logger) (int, int64) {
+// runGit runs git with stdout streamed into out. git's stderr is kept (its
+// tail) for the log.
+func (s *Server) runGit(r *http.Request, out *responseStream, inv gitgate.Invocation, log *slog.Logger) result {
 	stderr := &tailBuffer{max: 2048}
 	inv.Stdout, inv.Stderr = out, stderr
 	err := s.cfg.Runner.Run(r.Context(), inv)
 	if err == nil {
-		return http.StatusOK, out.n
+		return result{http.StatusOK, out.n, false}
 	}
 	log.Warn("git failed", "err", err, "stderr", stderr.String(), "bytes_sent", out.n)
 	if out.n == 0 && r.Context().Err() == nil {
 		http.Error(out.w, "Internal Server Error", http.StatusInternalServerError)
-		return http.StatusInternalServerError, 0
+		return result{http.StatusInternalServerError, 0, true}
 	}
-	return http.StatusOK, out.n // headers were sent; the client sees a cut stream
+	return result{http.StatusOK, out.n, true} // headers were sent; the client sees a cut stream
 }
 
 // requestBody returns the request body, decompressed if the client sent it
