@@ -36,7 +36,9 @@ lint:
 
 ## bench: clone via the gate vs. git alone and git-http-backend; hook run time; Geo propagation
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./bench/ ./hooks/ ./geo/
+	bash bench/setup.sh
+	$(GO) test -run '^$$' -bench . -benchtime 10x -timeout 30m ./bench/
+	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 10m ./hooks/ ./geo/
 
 ## fuzz: run each fuzz target for FUZZTIME (their seed corpora also run in make test)
 FUZZ_TARGETS := ./gitgate/:FuzzCleanName ./gitgate/:FuzzParseProtocol ./sshd/:FuzzParseCommand \

@@ -1,18 +1,12 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"math/rand"
-	"net"
-	"net/http"
-	"net/http/cgi"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,45 +24,114 @@ const (
 )
 
 // BenchmarkClone clones one generated repository (thousands of commits,
-// some large files) three ways in each iteration, in the same run:
+// some large files) through one gitgate process and through the servers
+// users would otherwise run, in the same run. Each sub-benchmark clones
+// through the gate and its comparators in turn in every iteration and
+// reports the mean time per clone of each, the ratios gate/comparator, and
+// the gate process's peak resident memory so far (VmHWM):
 //
-//   - gate: git clone over smart HTTP through a gitgate process,
-//   - file: git clone --no-local file:// (git alone, no HTTP at all),
-//   - cgi:  git clone over smart HTTP through git-http-backend (as a CGI
-//     under Go's net/http/cgi, standing in for a web server + CGI).
+//   - cgi: gate over smart HTTP vs git clone --no-local file:// (git alone,
+//     no HTTP at all) and vs git-http-backend as a CGI under Go's
+//     net/http/cgi;
+//   - nginx: gate over smart HTTP vs nginx + fcgiwrap + git-http-backend;
+//   - ssh: gate over SSH vs OpenSSH's sshd + git-shell.
 //
-// It reports the wall time of each, the ratios gate/file and gate/cgi, and
-// the gate process's peak resident memory (VmHWM).
+// A comparator whose programs are not installed (see bench/setup.sh) is
+// skipped; the cgi sub-benchmark needs only git.
 func BenchmarkClone(b *testing.B) {
-	env := gittest.Env(b)
-	dir := b.TempDir()
-	root := filepath.Join(dir, "data", "repositories")
-	repo := generateRepo(b, env, root, "bench")
+	f := newFixture(b)
 
-	gateURL, gatePID := startGate(b, dir)
-	cgiURL := startCGI(b, env, root)
-
-	var gate, file, viaCGI time.Duration
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		gate += timeClone(b, env, gateURL+"/bench.git")
-		file += timeClone(b, env, "file://"+repo)
-		viaCGI += timeClone(b, env, cgiURL+"/bench.git")
-	}
-	b.StopTimer()
-	n := float64(b.N)
-	b.ReportMetric(gate.Seconds()/n, "gate-s/clone")
-	b.ReportMetric(file.Seconds()/n, "file-s/clone")
-	b.ReportMetric(viaCGI.Seconds()/n, "cgi-s/clone")
-	b.ReportMetric(gate.Seconds()/file.Seconds(), "gate/file")
-	b.ReportMetric(gate.Seconds()/viaCGI.Seconds(), "gate/cgi")
-	b.ReportMetric(float64(peakRSS(b, gatePID))/(1<<20), "gate-peak-MiB")
+	b.Run("cgi", func(b *testing.B) {
+		cgiURL := startCGI(b, f.env, f.root)
+		f.benchClones(b,
+			target{name: "gate", url: f.gate.httpURL + "/bench.git", env: f.env},
+			target{name: "file", url: "file://" + f.repo, env: f.env},
+			target{name: "cgi", url: cgiURL + "/bench.git", env: f.env},
+		)
+	})
+	b.Run("nginx", func(b *testing.B) {
+		nginxURL := startNginx(b, f.env, f.root)
+		f.benchClones(b,
+			target{name: "gate", url: f.gate.httpURL + "/bench.git", env: f.env},
+			target{name: "nginx", url: nginxURL + "/bench.git", env: f.env},
+		)
+	})
+	b.Run("ssh", func(b *testing.B) {
+		sshdAddr, login := startSSHD(b, f.key.public)
+		env := f.sshEnv()
+		f.benchClones(b,
+			target{name: "gate-ssh", url: "ssh://git@" + f.gate.sshAddr + "/bench.git", env: env},
+			target{name: "openssh", url: "ssh://" + login + "@" + sshdAddr + f.repo, env: env},
+		)
+	})
 }
 
-func timeClone(b *testing.B, env []string, url string) time.Duration {
+// fixture is what the sub-benchmarks of BenchmarkClone share: the
+// generated repository, a running gate serving it, and a client key the
+// gate knows.
+type fixture struct {
+	dir  string   // the benchmark's temporary directory
+	env  []string // environment of the git client
+	root string   // directory of the served repositories
+	repo string   // absolute path of the generated repository
+	key  clientKey
+	gate *gateProcess
+}
+
+// newFixture generates the repository and starts the gate with user
+// "bench" (the fixture's key) and anonymous read access to it.
+func newFixture(b *testing.B) *fixture {
+	f := &fixture{env: gittest.Env(b), dir: b.TempDir()}
+	f.root = filepath.Join(f.dir, "data", "repositories")
+	f.repo = generateRepo(b, f.env, f.root, "bench")
+	f.key = newClientKey(b, f.dir)
+	f.gate = startGate(b, f.dir, f.key.public)
+	return f
+}
+
+// sshEnv is the client environment for cloning over SSH: the same ssh
+// options for every server, with the fixture's key and no known_hosts.
+func (f *fixture) sshEnv() []string {
+	ssh := "ssh -F /dev/null -i " + f.key.private +
+		" -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null" +
+		" -o BatchMode=yes -o LogLevel=ERROR"
+	return append(f.env[:len(f.env):len(f.env)], "GIT_SSH_COMMAND="+ssh)
+}
+
+// target is one way to clone the generated repository.
+type target struct {
+	name string // metric prefix: "gate" reports gate-s/clone
+	url  string
+	env  []string // the git client's environment
+}
+
+// benchClones clones from every target once per iteration, rotating which
+// goes first so that none always runs on a cache warmed by another. It
+// reports each target's mean wall time per clone, the ratio of the first
+// target's total time to each other's, and the gate's peak memory.
+func (f *fixture) benchClones(b *testing.B, targets ...target) {
+	total := make([]time.Duration, len(targets))
+	for i := 0; b.Loop(); i++ {
+		for j := range targets {
+			k := (i + j) % len(targets)
+			total[k] += timeClone(b, targets[k])
+		}
+	}
+	n := float64(b.N)
+	for k, t := range targets {
+		b.ReportMetric(total[k].Seconds()/n, t.name+"-s/clone")
+		if k > 0 {
+			b.ReportMetric(total[0].Seconds()/total[k].Seconds(), targets[0].name+"/"+t.name)
+		}
+	}
+	b.ReportMetric(float64(peakRSS(b, f.gate.pid))/(1<<20), "gate-peak-MiB")
+}
+
+// timeClone makes a bare clone of t and returns how long git took.
+func timeClone(b *testing.B, t target) time.Duration {
 	dst := filepath.Join(b.TempDir(), "clone")
 	start := time.Now()
-	gittest.MustGit(b, env, "", "clone", "-q", "--no-local", "--bare", url, dst)
+	gittest.MustGit(b, t.env, "", "clone", "-q", "--no-local", "--bare", t.url, dst)
 	d := time.Since(start)
 	os.RemoveAll(dst)
 	return d
@@ -105,62 +168,6 @@ func generateRepo(b *testing.B, env []string, root, name string) string {
 	}
 	gittest.MustGit(b, env, path, "repack", "-adq")
 	return path
-}
-
-// startGate builds and runs "gitgate serve" as its own process.
-func startGate(b *testing.B, dir string) (string, int) {
-	_, file, _, _ := runtime.Caller(0)
-	bin := filepath.Join(dir, "gitgate")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/gitgate")
-	build.Dir = filepath.Join(filepath.Dir(file), "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("build: %v\n%s", err, out)
-	}
-	data := filepath.Join(dir, "data")
-	if out, err := exec.Command(bin, "--data-dir", data, "access", "grant", "bench", "--anonymous", "--level", "read").CombinedOutput(); err != nil {
-		b.Fatalf("access grant: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin, "--data-dir", data, "--log-level", "warn",
-		"serve", "--http-listen", "127.0.0.1:0", "--ssh-listen", "127.0.0.1:0")
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	re := regexp.MustCompile(`^http: listening on (\S+)`)
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		if m := re.FindStringSubmatch(sc.Text()); m != nil {
-			go func() {
-				for sc.Scan() {
-				}
-			}()
-			return m[1], cmd.Process.Pid
-		}
-	}
-	b.Fatal("gate did not start")
-	return "", 0
-}
-
-// startCGI serves root with git-http-backend through net/http/cgi.
-func startCGI(b *testing.B, env []string, root string) string {
-	execPath := strings.TrimSpace(gittest.MustGit(b, env, "", "--exec-path"))
-	h := &cgi.Handler{
-		Path: filepath.Join(execPath, "git-http-backend"),
-		Env:  []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"},
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := &http.Server{Handler: h}
-	go srv.Serve(ln)
-	b.Cleanup(func() { srv.Close() })
-	return "http://" + ln.Addr().String()
 }
 
 // peakRSS reads a process's peak resident set size in bytes.
