@@ -194,27 +194,10 @@ func (g *e2eGate) url(user, token, repo string) string {
 // until it answers want: the gate has seen a change the CLI made. Bounded.
 func (g *e2eGate) awaitPush(t *testing.T, user, token, repo string, want int) {
 	t.Helper()
-	u := "http://" + g.httpHost + "/" + repo + ".git/info/refs?service=git-receive-pack"
-	var last string
-	for range 1000 {
-		req, err := http.NewRequest(http.MethodGet, u, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.SetBasicAuth(user, token)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == want {
-				return
-			}
-			last = resp.Status
-		} else {
-			last = err.Error()
-		}
-		time.Sleep(10 * time.Millisecond)
+	u := "http://" + user + ":" + token + "@" + g.httpHost + "/" + repo + ".git/info/refs?service=git-receive-pack"
+	if last, ok := awaitStatus(u, want); !ok {
+		t.Fatalf("GET info/refs of %s as %s: want %d, last answer %s", repo, user, want, last)
 	}
-	t.Fatalf("GET %s as %s: want %d, last answer %s", u, user, want, last)
 }
 
 // awaitLog polls the gate's log until re matches it. Bounded.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -189,21 +188,9 @@ func awaitHTTP(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	want, err := strconv.Atoi(args[0])
 	ts.Check(err)
-	var last string
-	for i := 0; i < 1000; i++ {
-		resp, err := http.Get(args[1])
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == want {
-				return
-			}
-			last = resp.Status
-		} else {
-			last = err.Error()
-		}
-		time.Sleep(10 * time.Millisecond)
+	if last, ok := awaitStatus(args[1], want); !ok {
+		ts.Fatalf("GET %s: want %d, last answer %s", args[1], want, last)
 	}
-	ts.Fatalf("GET %s: want %d, last answer %s", args[1], want, last)
 }
 
 // awaitStdout runs "await-stdout REGEX PROGRAM ARGS..." again and again, for
