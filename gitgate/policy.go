@@ -23,9 +23,6 @@ const (
 	// StateUnavailableMessage is shown when the maintenance state cannot be
 	// read. Pushes are refused until it can: the gate fails closed.
 	StateUnavailableMessage = "Git push is not allowed because the maintenance state of this server cannot be read; an administrator has been alerted."
-	// DownloadForbiddenMessage is shown when reading is refused for a user who
-	// can see the repository, e.g. a blocked archive.
-	DownloadForbiddenMessage = "You are not allowed to download code from this project."
 )
 
 // RefusalKind classifies a refusal so that each transport can pick its status
