@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -94,17 +93,9 @@ func (s *Store) read() (*File, []byte, error) {
 
 // readLimited reads path, refusing files larger than MaxFileSize.
 func readLimited(path string) ([]byte, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	data, err := io.ReadAll(io.LimitReader(fh, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if len(data) > MaxFileSize {
+	data, err := atomicfile.ReadBounded(path, MaxFileSize)
+	if errors.Is(err, atomicfile.ErrTooLarge) {
 		return nil, &FileError{File: path, Err: fmt.Errorf("larger than %d bytes", MaxFileSize)}
 	}
-	return data, nil
+	return data, err
 }

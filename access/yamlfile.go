@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/gitgate/gitgate/internal/yamlerr"
 )
 
 // MaxFileSize is the largest access file accepted.
@@ -192,21 +192,18 @@ func seqItems(n *yaml.Node) []*yaml.Node {
 	return items
 }
 
-var (
-	yamlLineRE = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
-	// yamlTypeNames turns Go type names in yaml.v3 messages into file words.
-	yamlTypeNames = strings.NewReplacer(
-		"access.File", "the access file",
-		"access.User", "a user",
-		"access.Token", "a token",
-		"access.Rule", "a rule",
-		"access.Level", "an access level",
-		"[]access.User", "a list of users",
-		"[]access.Token", "a list of tokens",
-		"[]access.Rule", "a list of rules",
-		"[]access.Key", "a list of keys",
-		"[]string", "a list of names",
-	)
+// yamlTypeNames turns Go type names in yaml.v3 messages into file words.
+var yamlTypeNames = strings.NewReplacer(
+	"access.File", "the access file",
+	"access.User", "a user",
+	"access.Token", "a token",
+	"access.Rule", "a rule",
+	"access.Level", "an access level",
+	"[]access.User", "a list of users",
+	"[]access.Token", "a list of tokens",
+	"[]access.Rule", "a list of rules",
+	"[]access.Key", "a list of keys",
+	"[]string", "a list of names",
 )
 
 // yamlError converts a yaml.v3 error into FileErrors that name the file and
@@ -216,33 +213,13 @@ func yamlError(name string, err error) error {
 	if errors.As(err, &fe) { // from Key.UnmarshalYAML, via the decoder
 		return &FileError{File: name, Line: fe.Line, Err: fe.Err}
 	}
-	var te *yaml.TypeError
-	if !errors.As(err, &te) {
-		return lineError(name, err.Error())
-	}
-	errs := make([]error, 0, len(te.Errors))
-	for _, msg := range te.Errors {
-		errs = append(errs, lineError(name, msg))
+	var errs []error
+	for _, p := range yamlerr.Problems(err, yamlTypeNames) {
+		if strings.Contains(p.Msg, "did not find expected alphabetic or numeric character") {
+			// An unquoted "*" or "**" reads as a YAML alias.
+			p.Msg += ` (quote patterns that start with '*': pattern: "**")`
+		}
+		errs = append(errs, &FileError{File: name, Line: p.Line, Err: errors.New(p.Msg)})
 	}
 	return joinErrors(errs)
-}
-
-func lineError(name, msg string) *FileError {
-	msg = strings.TrimPrefix(msg, "yaml: ")
-	line := 0
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		line, _ = strconv.Atoi(m[1])
-		msg = m[2]
-	}
-	if rest, ok := strings.CutPrefix(msg, "field "); ok {
-		if field, typ, ok := strings.Cut(rest, " not found in type "); ok {
-			msg = fmt.Sprintf("unknown field %q in %s", field, typ)
-		}
-	}
-	msg = yamlTypeNames.Replace(msg)
-	if strings.Contains(msg, "did not find expected alphabetic or numeric character") {
-		// An unquoted "*" or "**" reads as a YAML alias.
-		msg += ` (quote patterns that start with '*': pattern: "**")`
-	}
-	return &FileError{File: name, Line: line, Err: errors.New(msg)}
 }

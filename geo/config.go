@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/gitgate/gitgate/internal/atomicfile"
+	"github.com/gitgate/gitgate/internal/yamlerr"
 )
 
 // File names in the data dir.
@@ -81,6 +82,7 @@ func ReadSecret(path string) ([]byte, error) {
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return nil, fmt.Errorf("geo secret file %s has mode %04o: group and others must have no access (chmod 600 %s)", path, perm, path)
 	}
+	// Read from the descriptor whose mode was checked, not by path again.
 	data, err := io.ReadAll(io.LimitReader(f, maxSecretFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("geo secret file %s: %w", path, err)
@@ -141,7 +143,7 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 // wraps fs.ErrNotExist.
 func LoadConfig(dataDir string) (*Config, error) {
 	path := filepath.Join(dataDir, ConfigFileName)
-	data, err := readLimited(path, maxConfigFileSize)
+	data, err := atomicfile.ReadBounded(path, maxConfigFileSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("geo config %s: %w (a primary lists its secondaries there)", path, err)
 	}
@@ -247,7 +249,9 @@ func (c *Config) Secrets() (map[string][]byte, error) {
 	return out, nil
 }
 
-var yamlLineRE = regexp.MustCompile(`^line (\d+): (.*)$`)
+// yamlTypeNames turns Go type names in yaml.v3 messages into file words.
+var yamlTypeNames = strings.NewReplacer("geo.Config", "the Geo config",
+	"[]geo.SecondarySite", "a list of secondaries", "geo.plain", "a secondary")
 
 // yamlError turns a yaml.v3 error into ConfigErrors with file and line.
 func yamlError(path string, err error) error {
@@ -255,29 +259,9 @@ func yamlError(path string, err error) error {
 	if errors.As(err, &ce) {
 		return &ConfigError{File: path, Line: ce.Line, Err: ce.Err}
 	}
-	var msgs []string
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		msgs = te.Errors
-	} else {
-		msgs = []string{err.Error()}
-	}
-	errs := make([]error, 0, len(msgs))
-	for _, msg := range msgs {
-		msg = strings.TrimPrefix(msg, "yaml: ")
-		line := 0
-		if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-			line, _ = strconv.Atoi(m[1])
-			msg = m[2]
-		}
-		if rest, ok := strings.CutPrefix(msg, "field "); ok {
-			if field, _, ok := strings.Cut(rest, " not found in type "); ok {
-				msg = fmt.Sprintf("unknown field %q", field)
-			}
-		}
-		msg = strings.NewReplacer("geo.Config", "the Geo config", "[]geo.SecondarySite", "a list of secondaries",
-			"geo.plain", "a secondary").Replace(msg)
-		errs = append(errs, &ConfigError{File: path, Line: line, Err: errors.New(msg)})
+	var errs []error
+	for _, p := range yamlerr.Problems(err, yamlTypeNames) {
+		errs = append(errs, &ConfigError{File: path, Line: p.Line, Err: errors.New(p.Msg)})
 	}
 	return errors.Join(errs...)
 }
@@ -372,7 +356,7 @@ func WriteSecondaryMarker(dataDir, primaryURL, node string) error {
 // refuse changes then, rather than assume a primary).
 func ReadSecondaryMarker(dataDir string) (m Marker, ok bool, err error) {
 	path := filepath.Join(dataDir, MarkerFileName)
-	data, err := readLimited(path, maxConfigFileSize)
+	data, err := atomicfile.ReadBounded(path, maxConfigFileSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Marker{}, false, nil
 	}
@@ -393,21 +377,4 @@ func RemoveSecondaryMarker(dataDir string) error {
 		return fmt.Errorf("remove Geo marker: %w", err)
 	}
 	return atomicfile.SyncDir(dataDir)
-}
-
-// readLimited reads a file of at most max bytes.
-func readLimited(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if int64(len(data)) > max {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, max)
-	}
-	return data, nil
 }

@@ -366,7 +366,7 @@ func writeStatusFile(path string, v any) error {
 
 // readStatusFile reads a status file into v; false if it does not exist.
 func readStatusFile(path string, v any) (bool, error) {
-	data, err := readLimited(path, maxConfigFileSize)
+	data, err := atomicfile.ReadBounded(path, maxConfigFileSize)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return false, nil

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -121,22 +120,14 @@ func (s *FileStore) write(st State) error {
 // readStateFile parses the state file strictly: unknown fields, trailing
 // data, oversize files and invalid values are errors.
 func readStateFile(path string) (State, error) {
-	f, err := os.Open(path)
+	data, err := atomicfile.ReadBounded(path, maxStateFileSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return State{}, nil
 	}
 	if err != nil {
 		return State{}, fmt.Errorf("read maintenance state: %w", err)
 	}
-	defer f.Close()
-	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(io.LimitReader(f, maxStateFileSize+1)); err != nil {
-		return State{}, fmt.Errorf("read maintenance state %s: %w", path, err)
-	}
-	if buf.Len() > maxStateFileSize {
-		return State{}, fmt.Errorf("maintenance state %s: larger than %d bytes", path, maxStateFileSize)
-	}
-	st, err := DecodeState(buf.Bytes())
+	st, err := DecodeState(data)
 	if err != nil {
 		return State{}, fmt.Errorf("maintenance state %s: %w", path, err)
 	}

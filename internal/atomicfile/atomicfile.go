@@ -1,10 +1,12 @@
-// Package atomicfile writes files so that readers see either the old content
-// or the new, never a mix, and serialises writers across processes.
+// Package atomicfile handles the gate's small state and config files:
+// writes that readers see whole or not at all, a lock that serialises
+// writers across processes, and reads bounded in size.
 package atomicfile
 
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -85,4 +87,27 @@ func Acquire(path string) (*Lock, error) {
 // Release gives the lock up.
 func (l *Lock) Release() error {
 	return l.f.Close() // closing the descriptor drops the flock
+}
+
+// ErrTooLarge is returned by ReadBounded for a file over its limit.
+var ErrTooLarge = errors.New("file too large")
+
+// ReadBounded reads path whole, refusing files larger than max bytes: a
+// state or config file far larger than the gate writes is not one of ours.
+// Errors from opening the file are returned as they are (so
+// errors.Is(err, fs.ErrNotExist) works).
+func ReadBounded(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("%s: %w: larger than %d bytes", path, ErrTooLarge, max)
+	}
+	return data, nil
 }

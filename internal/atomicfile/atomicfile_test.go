@@ -1,6 +1,8 @@
 package atomicfile
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,5 +57,19 @@ func TestLockSerialisesWriters(t *testing.T) {
 	wg.Wait()
 	if data, _ := os.ReadFile(path); len(data) != 20 {
 		t.Fatalf("%d increments survived, want 20", len(data))
+	}
+}
+
+func TestReadBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(path, []byte("12345"), 0o600)
+	if data, err := ReadBounded(path, 5); err != nil || string(data) != "12345" {
+		t.Fatalf("at the limit: %q, %v", data, err)
+	}
+	if _, err := ReadBounded(path, 4); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("over the limit: %v", err)
+	}
+	if _, err := ReadBounded(path+".missing", 4); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("missing: %v", err)
 	}
 }
