@@ -158,13 +158,21 @@ func TestLiveStateFollowsTheFile(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	live.Run(ctx, time.Hour) // only the file watch can deliver changes
+	await := func(ch <-chan struct{}, what string) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second): // a safety bound, not a timing check
+			t.Fatalf("the watcher never saw %s", what)
+		}
+	}
 
 	changed := live.Changed()
 	on := true
 	if _, err := store.Apply(ctx, Change{Enabled: &on, By: "cli"}); err != nil {
 		t.Fatal(err)
 	}
-	<-changed // closed by the watcher; the test times out if it never is
+	await(changed, "the enable")
 	if s := live.Current(); !s.State.Enabled || s.Err != nil || s.State.Version != 1 {
 		t.Fatalf("after enable: %+v", s)
 	}
@@ -173,7 +181,7 @@ func TestLiveStateFollowsTheFile(t *testing.T) {
 	if err := os.WriteFile(store.Path(), []byte("{"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	<-changed
+	await(changed, "the corrupt file")
 	if s := live.Current(); s.Err == nil || !s.State.Enabled {
 		t.Fatalf("corrupt file: %+v; want the error and the last good state", s)
 	}
@@ -182,7 +190,7 @@ func TestLiveStateFollowsTheFile(t *testing.T) {
 	if err := os.Remove(store.Path()); err != nil {
 		t.Fatal(err)
 	}
-	<-changed
+	await(changed, "the removal")
 	if s := live.Current(); s.Err != nil || s.State.Enabled {
 		t.Fatalf("after removal: %+v", s)
 	}
