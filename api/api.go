@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,8 +21,14 @@ const SettingsPath = "/api/v4/application/settings"
 // Retry-After sent with 503 answers during maintenance, in seconds.
 const retryAfterSeconds = "60"
 
-// DefaultMaintenanceBody is the 503 message when no banner is set (GitLab's).
-const DefaultMaintenanceBody = "GitLab is undergoing maintenance"
+// MaintenanceWriteMessage is the message of the 503 that refuses a write
+// request outside the allow list during maintenance: GitLab's documented
+// text. The banner (maintenance_mode_message) is for people, not for API
+// clients, so it never replaces this.
+const MaintenanceWriteMessage = "GitLab Maintenance: system is in maintenance mode"
+
+// settingsAllow is the Allow header of a 405 on the settings endpoint.
+const settingsAllow = "GET, HEAD, PUT, POST"
 
 // maxBody bounds a settings request body.
 const maxBody = 64 << 10
@@ -74,6 +81,10 @@ func New(cfg Config) *API {
 	a.mux.Handle("GET "+SettingsPath, a.RequireAdmin(http.HandlerFunc(a.getSettings)))
 	a.mux.Handle("PUT "+SettingsPath, a.RequireAdmin(http.HandlerFunc(a.putSettings)))
 	a.mux.Handle("POST "+SettingsPath, a.RequireAdmin(http.HandlerFunc(a.putSettings)))
+	a.mux.HandleFunc(SettingsPath, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", settingsAllow)
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"message": "405 Method Not Allowed"})
+	})
 	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"message": "404 Not Found"})
 	})
@@ -87,20 +98,18 @@ func (a *API) Handle(pattern string, h http.Handler) { a.mux.Handle(pattern, h) 
 // ServeHTTP serves the API, refusing non-allowed writes during maintenance.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if a.blockedByMaintenance(r) {
-		msg := a.cfg.Live.Current().State.Message
-		if msg == "" {
-			msg = DefaultMaintenanceBody
-		}
 		w.Header().Set("Retry-After", retryAfterSeconds)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"message": msg})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"message": MaintenanceWriteMessage})
 		return
 	}
 	a.mux.ServeHTTP(w, r)
 }
 
 // blockedByMaintenance mirrors GitLab's read-only middleware: in maintenance,
-// write requests are refused unless they are on the allow list (the settings
-// update itself, sign-in, OAuth tokens, internal and Geo routes).
+// write requests are refused unless they are on GitLab's allow list, as far
+// as it reaches the API: the settings update itself, internal routes, Geo
+// replication (GitLab's geo_replication and gitgate's own Geo endpoints)
+// and POSTs ending in /compare.
 func (a *API) blockedByMaintenance(r *http.Request) bool {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
@@ -110,10 +119,22 @@ func (a *API) blockedByMaintenance(r *http.Request) bool {
 		return false
 	}
 	p := r.URL.Path
-	return !(p == SettingsPath ||
-		strings.HasPrefix(p, "/api/v4/internal/") ||
-		strings.HasPrefix(p, "/api/v4/geo/") ||
-		p == "/oauth/token")
+	switch r.Method {
+	case http.MethodPut:
+		return p != SettingsPath
+	case http.MethodPost:
+		return !(p == SettingsPath ||
+			underPath(p, "/api/v4/internal") ||
+			underPath(p, "/api/v4/geo_replication") ||
+			underPath(p, "/api/v4/geo") ||
+			strings.HasSuffix(p, "/compare"))
+	}
+	return true
+}
+
+// underPath reports whether p is prefix or a path below it.
+func underPath(p, prefix string) bool {
+	return p == prefix || strings.HasPrefix(p, prefix+"/")
 }
 
 // RequireAdmin lets only authenticated admins through, with GitLab's 401 and
@@ -125,7 +146,7 @@ func (a *API) RequireAdmin(next http.Handler) http.Handler {
 		switch {
 		case errors.As(err, &throttled):
 			a.log.Warn("sign-in throttled", "remote_addr", r.RemoteAddr, "path", r.URL.Path)
-			w.Header().Set("Retry-After", strings.TrimSuffix(throttled.Wait.Round(time.Second).String(), "s"))
+			w.Header().Set("Retry-After", retryAfter(throttled.Wait))
 			writeJSON(w, http.StatusTooManyRequests, map[string]string{"message": "429 Too Many Requests"})
 		case err != nil || user == nil:
 			a.log.Warn("api authentication failed", "remote_addr", r.RemoteAddr, "path", r.URL.Path, "err", errString(err))
@@ -137,6 +158,12 @@ func (a *API) RequireAdmin(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r.WithContext(withUser(r.Context(), user)))
 		}
 	})
+}
+
+// retryAfter is d as a Retry-After value: whole seconds, rounded up, at
+// least 1.
+func retryAfter(d time.Duration) string {
+	return strconv.FormatInt(max(1, int64((d+time.Second-1)/time.Second)), 10)
 }
 
 type userKey struct{}
