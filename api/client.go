@@ -31,9 +31,15 @@ func NewClient(baseURL, token string) (*Client, error) {
 	return &Client{
 		base:  strings.TrimSuffix(baseURL, "/"),
 		token: token,
-		http:  &http.Client{Timeout: 30 * time.Second},
+		http:  &http.Client{Timeout: 30 * time.Second, CheckRedirect: noRedirects},
 	}, nil
 }
+
+// noRedirects makes the client return a redirect as it is: following one
+// would send the token to wherever the answer points (Go keeps custom
+// headers such as PRIVATE-TOKEN across hosts), and the settings API never
+// redirects.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // NewSocketClient returns a client for the admin socket at path; the socket's
 // file permissions are its authentication.
@@ -42,7 +48,7 @@ func NewSocketClient(path string) *Client {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", path)
 	}}
-	return &Client{base: "http://gitgate", http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	return &Client{base: "http://gitgate", http: &http.Client{Transport: tr, Timeout: 30 * time.Second, CheckRedirect: noRedirects}}
 }
 
 // ErrUnreachable is returned when no gate answers.
@@ -89,6 +95,10 @@ func (c *Client) do(ctx context.Context, method string, form url.Values) (Settin
 	if err != nil {
 		return Settings{}, fmt.Errorf("%w: %s: %w", ErrUnreachable, c.base, err)
 	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return Settings{}, fmt.Errorf("the gate answered %s, a redirect to %q; redirects are not followed, so that the token is never sent elsewhere: use the gate's own URL",
+			resp.Status, truncate(resp.Header.Get("Location"), 200))
+	}
 	if resp.StatusCode != http.StatusOK {
 		var m struct {
 			Message string `json:"message"`
@@ -112,4 +122,12 @@ func (c *Client) do(ctx context.Context, method string, form url.Values) (Settin
 		return Settings{}, fmt.Errorf("the gate's answer cannot be read: %w", err)
 	}
 	return s, nil
+}
+
+// truncate shortens s to n bytes for an error message.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
 }
