@@ -122,10 +122,16 @@ func (c *compiler) user(i int, u *User) {
 			c.errorf(line, "%s: same sha256 as %s", where, prev)
 			continue
 		}
-		c.tokens[digest] = fmt.Sprintf("user %q's token %q (line %d)", u.Name, t.ID, line)
-		if t.Revoked.IsZero() {
-			c.s.tokens = append(c.s.tokens, tokenRecord{digest: digest, user: rec, expires: t.Expires})
+		scopes, err := ParseScopes(t.Scopes)
+		if err != nil {
+			c.errorf(line, "%s: scopes: %v", where, err)
+			continue
 		}
+		c.tokens[digest] = fmt.Sprintf("user %q's token %q (line %d)", u.Name, t.ID, line)
+		// Revoked tokens are kept, so that a failure with one counts against
+		// its owner; AuthenticateToken refuses them.
+		c.s.tokens = append(c.s.tokens, tokenRecord{digest: digest, user: rec, expires: t.Expires,
+			revoked: !t.Revoked.IsZero(), scopes: scopes})
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/gitgate/gitgate/gitgate"
 )
 
 // The methods below make the edits the CLI offers. Each checks its own
@@ -117,6 +119,8 @@ type TokenOptions struct {
 	Name string
 	// Expires is when the token stops working; zero means never.
 	Expires time.Time
+	// Scopes limit the token (see [ParseScopes]); zero means all scopes.
+	Scopes gitgate.Scopes
 }
 
 // CreateToken adds a new access token for user, created at now, and returns
@@ -145,6 +149,7 @@ func (f *File) CreateToken(user string, opts TokenOptions, now time.Time) (strin
 		SHA256:  hex.EncodeToString(digest[:]),
 		Created: now.UTC().Truncate(time.Second),
 		Expires: opts.Expires.UTC(),
+		Scopes:  ScopeNames(opts.Scopes),
 	}
 	u.Tokens = append(u.Tokens, t)
 	return secret, t, nil

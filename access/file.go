@@ -58,6 +58,10 @@ type Token struct {
 	Expires time.Time `yaml:"expires,omitempty"`
 	// Revoked is when the token was revoked; zero means it was not.
 	Revoked time.Time `yaml:"revoked,omitempty"`
+	// Scopes limit what the token may do: read_repository, write_repository
+	// and api, as GitLab's personal access tokens. A token without scopes
+	// (one made before scopes existed, or without --scope) has them all.
+	Scopes []string `yaml:"scopes,omitempty,flow"`
 
 	line int
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/gitgate/gitgate/gitgate"
@@ -14,9 +15,13 @@ type TokenChecker interface {
 	AuthenticateToken(secret string) (*gitgate.User, error)
 }
 
-// ThrottledError is returned for a client that failed to sign in too often;
-// it may try again after Wait.
-type ThrottledError struct{ Wait time.Duration }
+// ThrottledError is returned for bad credentials from a client or for a user
+// name that failed to sign in too often; it may try again after Wait.
+type ThrottledError struct {
+	Wait time.Duration
+	// Cause is why the credential was refused (for logs).
+	Cause error
+}
 
 // RetryAfter is how long the client must wait.
 func (e *ThrottledError) RetryAfter() time.Duration { return e.Wait }
@@ -27,6 +32,20 @@ func (e *ThrottledError) Error() string {
 
 // RequestAuthenticator authenticates HTTP requests by their access token
 // (see [ParseCredentials]) and slows down clients that keep failing.
+//
+// The credential is always checked first, and a valid one is never
+// throttled: a busy shared address (a NAT, a proxy) or someone failing with
+// a user's name cannot lock that user out. A bad credential counts against
+// the client's address, the user name given with HTTP Basic, and the owner
+// of a known token that was refused (revoked or expired); once any of them
+// has failed too often, bad credentials get a *[ThrottledError] instead of
+// a plain refusal. A successful sign-in forgets only that user's own
+// failures, never an address's, so signing in with one's own token between
+// guesses does not reset anything.
+//
+// Tokens hold 256 random bits, so guessing one is hopeless either way; the
+// throttle keeps scripted guessing noisy and expensive for the client (429
+// with Retry-After) and flags it in logs and metrics.
 type RequestAuthenticator struct {
 	Tokens  TokenChecker
 	Limiter *Limiter // nil: no throttling
@@ -35,35 +54,67 @@ type RequestAuthenticator struct {
 // Authenticate returns the request's user; (nil, nil) when the request has
 // no credentials (anonymous); an error wrapping [ErrBadCredentials] for
 // credentials that are malformed, unknown, expired or revoked; and a
-// *[ThrottledError] while the client's address is blocked, without checking
-// its credentials at all.
+// *[ThrottledError] instead for bad credentials from an address or for a
+// user name that failed too often. r.RemoteAddr is the client's address:
+// behind a proxy, the caller sets it from [TrustedProxies] first.
 func (a *RequestAuthenticator) Authenticate(r *http.Request) (*gitgate.User, error) {
 	creds, err := ParseCredentials(r.Header)
 	if errors.Is(err, ErrNoCredentials) {
 		return nil, nil
 	}
-	if a.Limiter != nil {
-		if ok, wait := a.Limiter.Allow(r.RemoteAddr); !ok {
-			return nil, &ThrottledError{Wait: wait}
-		}
-	}
+	var owner string
 	if err == nil {
-		var user *gitgate.User
-		if user, err = a.Tokens.AuthenticateToken(creds.Token); err == nil {
+		user, terr := a.Tokens.AuthenticateToken(creds.Token)
+		if terr == nil {
 			if a.Limiter != nil {
-				a.Limiter.Success(r.RemoteAddr)
+				a.Limiter.Success(UserKey(user.Name))
 			}
 			return user, nil
 		}
-	}
-	if a.Limiter != nil {
-		a.Limiter.Failure(r.RemoteAddr)
+		err, owner = terr, TokenOwner(terr)
 	}
 	if !errors.Is(err, ErrBadCredentials) {
 		err = fmt.Errorf("%w: %w", ErrBadCredentials, err)
 	}
 	if creds.Username != "" {
-		err = fmt.Errorf("%w (user name given: %q)", err, creds.Username)
+		err = fmt.Errorf("%w (user name given: %q)", err, truncate(creds.Username, 100))
+	}
+	if a.Limiter == nil {
+		return nil, err
+	}
+	keys := failureKeys(r.RemoteAddr, creds.Username, owner)
+	var wait time.Duration
+	for _, k := range keys {
+		if ok, w := a.Limiter.Allow(k); !ok {
+			wait = max(wait, w)
+		}
+	}
+	if wait > 0 {
+		return nil, &ThrottledError{Wait: wholeSeconds(wait), Cause: err}
+	}
+	for _, k := range keys {
+		a.Limiter.Failure(k)
 	}
 	return nil, err
+}
+
+// failureKeys are the limiter keys a bad credential counts against, without
+// repeats.
+func failureKeys(addr, username, owner string) []string {
+	keys := []string{AddrKey(addr)}
+	for _, name := range []string{username, owner} {
+		if name == "" {
+			continue
+		}
+		if k := UserKey(name); !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// wholeSeconds rounds d up to whole seconds, at least one, as Retry-After
+// needs.
+func wholeSeconds(d time.Duration) time.Duration {
+	return max(time.Second, (d+time.Second-1)/time.Second*time.Second)
 }

@@ -2,7 +2,10 @@ package access
 
 import (
 	"container/list"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
@@ -26,16 +29,17 @@ type LimiterConfig struct {
 	Now func() time.Time
 }
 
-// Limiter slows down clients that keep failing to sign in over HTTP, keyed
-// by remote address. After MaxFailures failures it blocks the client for
-// Block, doubling with every further failure, until the client stays quiet
-// for Forget or signs in successfully.
+// Limiter counts failed sign-ins per key and blocks a key that keeps
+// failing. Keys are made by [AddrKey] (a client address) and [UserKey] (a
+// user name); the caller decides which keys a failure counts against. After
+// MaxFailures failures it blocks the key for Block, doubling with every
+// further failure, until the key stays quiet for Forget or is forgotten by
+// [Limiter.Success].
 //
-// IPv6 addresses are grouped by /64, the block a single host usually holds.
-// Memory is bounded by MaxClients; an attacker with very many addresses can
-// push older entries out, which is the price of the bound. It is safe for
-// concurrent use, keeps everything in memory, and runs no goroutine: stale
-// entries are dropped lazily.
+// Memory is bounded by MaxClients keys; an attacker with very many
+// addresses or names can push older entries out, which is the price of the
+// bound. It is safe for concurrent use, keeps everything in memory, and runs
+// no goroutine: stale entries are dropped lazily.
 type Limiter struct {
 	cfg LimiterConfig
 
@@ -75,11 +79,9 @@ func NewLimiter(cfg LimiterConfig) *Limiter {
 	return &Limiter{cfg: cfg, clients: map[string]*list.Element{}}
 }
 
-// Allow reports whether a sign-in attempt from addr (an IP address, with or
-// without a port) may be checked now; if not, it also returns how long the
-// client must wait.
-func (l *Limiter) Allow(addr string) (bool, time.Duration) {
-	key := limiterKey(addr)
+// Allow reports whether key is not blocked now; if it is, it also returns
+// how long it stays blocked.
+func (l *Limiter) Allow(key string) (bool, time.Duration) {
 	now := l.cfg.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -90,9 +92,8 @@ func (l *Limiter) Allow(addr string) (bool, time.Duration) {
 	return false, e.until.Sub(now)
 }
 
-// Failure records a failed sign-in from addr.
-func (l *Limiter) Failure(addr string) {
-	key := limiterKey(addr)
+// Failure records a failed sign-in against key.
+func (l *Limiter) Failure(key string) {
 	now := l.cfg.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -119,9 +120,10 @@ func (l *Limiter) Failure(addr string) {
 	}
 }
 
-// Success forgets the failures of addr.
-func (l *Limiter) Success(addr string) {
-	key := limiterKey(addr)
+// Success forgets the failures counted against key. Callers pass only the
+// key of the user who signed in: a success must never clear an address,
+// which other clients share.
+func (l *Limiter) Success(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if el, ok := l.clients[key]; ok {
@@ -153,21 +155,42 @@ func latest(a, b time.Time) time.Time {
 	return b
 }
 
-// limiterKey is the IP address in addr, IPv6 reduced to its /64; anything
-// unparsable is used as it is.
-func limiterKey(addr string) string {
+// maxUserKeyName is the longest user name kept as it is in a key; longer
+// ones are hashed, so that a key's size is bounded.
+const maxUserKeyName = 64
+
+// AddrKey is the [Limiter] key of a client address (an IP address, with or
+// without a port): IPv6 is reduced to its /64, the block a single host
+// usually holds. Anything unparsable is used as it is, bounded.
+func AddrKey(addr string) string {
 	ip, err := netip.ParseAddr(addr)
 	if err != nil {
 		ap, err := netip.ParseAddrPort(addr)
 		if err != nil {
-			return addr
+			return "addr:" + boundedKey(addr)
 		}
 		ip = ap.Addr()
 	}
 	ip = ip.Unmap().WithZone("")
 	if ip.Is6() {
 		p, _ := ip.Prefix(64)
-		return p.String()
+		return "addr:" + p.String()
 	}
-	return ip.String()
+	return "addr:" + ip.String()
+}
+
+// UserKey is the [Limiter] key of a user name, as given with HTTP Basic or
+// as the owner of a refused token. Case is ignored, so that "Alice" and
+// "alice" count together.
+func UserKey(name string) string {
+	return "user:" + boundedKey(strings.ToLower(name))
+}
+
+// boundedKey returns s, or a hash of it when it is long.
+func boundedKey(s string) string {
+	if len(s) <= maxUserKeyName {
+		return s
+	}
+	sum := sha256.Sum256([]byte(s))
+	return "#" + hex.EncodeToString(sum[:16])
 }

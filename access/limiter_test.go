@@ -25,7 +25,7 @@ func newTestLimiter(clock *fakeClock) *Limiter {
 func TestLimiterBlocksAndBacksOff(t *testing.T) {
 	clock := &fakeClock{t: testNow}
 	l := newTestLimiter(clock)
-	const ip = "192.0.2.1"
+	ip := AddrKey("192.0.2.1")
 	allow := func(want bool, wantWait time.Duration) {
 		t.Helper()
 		ok, wait := l.Allow(ip)
@@ -54,11 +54,11 @@ func TestLimiterBlocksAndBacksOff(t *testing.T) {
 	}
 
 	// Another address is not affected, and IPv4 with a port is the same client.
-	if ok, _ := l.Allow("192.0.2.2"); !ok {
+	if ok, _ := l.Allow(AddrKey("192.0.2.2")); !ok {
 		t.Error("another address is blocked")
 	}
 	l.Failure(ip)
-	if ok, _ := l.Allow(ip + ":5555"); ok {
+	if ok, _ := l.Allow(AddrKey("192.0.2.1:5555")); ok {
 		t.Error("the same address with a port is allowed")
 	}
 
@@ -72,12 +72,12 @@ func TestLimiterBlocksAndBacksOff(t *testing.T) {
 func TestLimiterSuccessForgets(t *testing.T) {
 	clock := &fakeClock{t: testNow}
 	l := newTestLimiter(clock)
-	l.Failure("192.0.2.1")
-	l.Failure("192.0.2.1")
-	l.Success("192.0.2.1")
-	l.Failure("192.0.2.1")
-	l.Failure("192.0.2.1")
-	if ok, _ := l.Allow("192.0.2.1"); !ok {
+	l.Failure(AddrKey("192.0.2.1"))
+	l.Failure(AddrKey("192.0.2.1"))
+	l.Success(AddrKey("192.0.2.1"))
+	l.Failure(AddrKey("192.0.2.1"))
+	l.Failure(AddrKey("192.0.2.1"))
+	if ok, _ := l.Allow(AddrKey("192.0.2.1")); !ok {
 		t.Error("blocked although a success reset the count")
 	}
 }
@@ -86,15 +86,15 @@ func TestLimiterGroupsIPv6By64(t *testing.T) {
 	clock := &fakeClock{t: testNow}
 	l := newTestLimiter(clock)
 	for i := range 3 {
-		l.Failure(fmt.Sprintf("[2001:db8:1:2::%x]:22", i+1))
+		l.Failure(AddrKey(fmt.Sprintf("[2001:db8:1:2::%x]:22", i+1)))
 	}
-	if ok, _ := l.Allow("2001:db8:1:2:ffff::1"); ok {
+	if ok, _ := l.Allow(AddrKey("2001:db8:1:2:ffff::1")); ok {
 		t.Error("same /64 is allowed")
 	}
-	if ok, _ := l.Allow("2001:db8:1:3::1"); !ok {
+	if ok, _ := l.Allow(AddrKey("2001:db8:1:3::1")); !ok {
 		t.Error("another /64 is blocked")
 	}
-	if ok, _ := l.Allow("::ffff:192.0.2.9"); !ok {
+	if ok, _ := l.Allow(AddrKey("::ffff:192.0.2.9")); !ok {
 		t.Error("an IPv4-mapped address is blocked")
 	}
 }
@@ -103,16 +103,16 @@ func TestLimiterBoundedMemory(t *testing.T) {
 	clock := &fakeClock{t: testNow}
 	l := newTestLimiter(clock)
 	for i := range 1000 {
-		l.Failure(fmt.Sprintf("10.0.%d.%d", i/256, i%256))
+		l.Failure(AddrKey(fmt.Sprintf("10.0.%d.%d", i/256, i%256)))
 	}
 	if n := len(l.clients); n > 100 || l.lru.Len() != n {
 		t.Errorf("%d entries (list %d), want at most 100", n, l.lru.Len())
 	}
 	// The most recent clients are the ones kept.
 	for range 2 {
-		l.Failure("10.0.3.231") // client 999
+		l.Failure(AddrKey("10.0.3.231")) // client 999
 	}
-	if ok, _ := l.Allow("10.0.3.231"); ok {
+	if ok, _ := l.Allow(AddrKey("10.0.3.231")); ok {
 		t.Error("the most recent client was evicted")
 	}
 }
@@ -120,9 +120,9 @@ func TestLimiterBoundedMemory(t *testing.T) {
 func TestLimiterStaleEntriesDropped(t *testing.T) {
 	clock := &fakeClock{t: testNow}
 	l := newTestLimiter(clock)
-	l.Failure("192.0.2.1")
+	l.Failure(AddrKey("192.0.2.1"))
 	clock.Advance(11 * time.Minute)
-	l.Allow("192.0.2.1")
+	l.Allow(AddrKey("192.0.2.1"))
 	if len(l.clients) != 0 || l.lru.Len() != 0 {
 		t.Errorf("stale entry kept: %d", len(l.clients))
 	}

@@ -3,6 +3,7 @@ package access
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -18,7 +19,7 @@ import (
 type Snapshot struct {
 	users  map[string]*userRecord // by exact name
 	keys   map[string]*userRecord // by marshalled public key
-	tokens []tokenRecord          // tokens not revoked
+	tokens []tokenRecord          // every token, revoked ones marked
 	exact  map[string]*rule       // "group/name" by name
 	one    map[string]*rule       // "group/*" by "group"; "*" by ""
 	any    map[string]*rule       // "group/**" by "group"; "**" by ""
@@ -44,6 +45,8 @@ type tokenRecord struct {
 	digest  [sha256.Size]byte
 	user    *userRecord
 	expires time.Time
+	revoked bool
+	scopes  gitgate.Scopes
 }
 
 // rule is a compiled Rule.
@@ -131,9 +134,11 @@ func parent(path string) string {
 	return ""
 }
 
-// AuthenticateToken returns the owner of the access token secret, or
-// ErrBadCredentials if the secret is unknown, revoked or expired at now.
-// Every stored digest is compared in constant time, so the time taken says
+// AuthenticateToken returns the owner of the access token secret, with the
+// token's scopes, or ErrBadCredentials if the secret is unknown, revoked or
+// expired at now. For a revoked or expired token the error also names its
+// owner (see [TokenOwner]), so that failures count against that user. Every
+// stored digest is compared in constant time, so the time taken says
 // nothing about which tokens exist. The scan is linear in the number of
 // tokens, tens of microseconds per thousand, which suits a file kept by hand.
 func (s *Snapshot) AuthenticateToken(secret string, now time.Time) (*gitgate.User, error) {
@@ -148,14 +153,39 @@ func (s *Snapshot) AuthenticateToken(secret string, now time.Time) (*gitgate.Use
 		}
 	}
 	if found == nil {
-		return nil, fmt.Errorf("%w: unknown or revoked token", ErrBadCredentials)
+		return nil, fmt.Errorf("%w: unknown token", ErrBadCredentials)
+	}
+	// The reasons are for the log; every client sees the same refusal.
+	if found.revoked {
+		return nil, &tokenOwnerError{owner: found.user.name, err: fmt.Errorf("%w: token of user %q is revoked",
+			ErrBadCredentials, found.user.name)}
 	}
 	if !found.expires.IsZero() && !now.Before(found.expires) {
-		// The reason is for the log; every client sees the same refusal.
-		return nil, fmt.Errorf("%w: token of user %q expired at %s", ErrBadCredentials,
-			found.user.user().Name, found.expires.UTC().Format(time.RFC3339))
+		return nil, &tokenOwnerError{owner: found.user.name, err: fmt.Errorf("%w: token of user %q expired at %s",
+			ErrBadCredentials, found.user.name, found.expires.UTC().Format(time.RFC3339))}
 	}
-	return found.user.user(), nil
+	u := found.user.user()
+	u.Scopes = found.scopes
+	return u, nil
+}
+
+// tokenOwnerError is a refused token whose owner is known.
+type tokenOwnerError struct {
+	owner string
+	err   error
+}
+
+func (e *tokenOwnerError) Error() string { return e.err.Error() }
+func (e *tokenOwnerError) Unwrap() error { return e.err }
+
+// TokenOwner returns the user a refused token belongs to (a revoked or
+// expired one), or "" when the token is unknown.
+func TokenOwner(err error) string {
+	var e *tokenOwnerError
+	if errors.As(err, &e) {
+		return e.owner
+	}
+	return ""
 }
 
 // UserByKey returns the user who owns the SSH public key, comparing the

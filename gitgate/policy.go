@@ -138,6 +138,9 @@ type Policy struct {
 func (p *Policy) Decide(op Operation) Decision {
 	snap := p.State.Current()
 	perm := p.Access.Permission(op.User, op.Repo)
+	if op.User != nil {
+		perm = min(perm, op.User.Scopes.RepositoryPermission()) // a scoped token's ceiling
+	}
 	d := Decision{State: snap}
 	switch {
 	case perm < PermissionRead:

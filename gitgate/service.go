@@ -49,6 +49,42 @@ const (
 type User struct {
 	Name  string
 	Admin bool
+	// Scopes limit what the user may do when signed in with a scoped access
+	// token. Zero means no limit: SSH keys, and tokens that have no scopes
+	// (those created before scopes existed, or without --scope).
+	Scopes Scopes
+}
+
+// Scopes is a set of access token scopes, named as GitLab's personal access
+// token scopes. The zero value is "not scoped" and grants everything.
+type Scopes uint8
+
+// The scopes a token can carry.
+const (
+	// ScopeReadRepository allows clone and fetch over HTTP.
+	ScopeReadRepository Scopes = 1 << iota
+	// ScopeWriteRepository allows push over HTTP, and includes read.
+	ScopeWriteRepository
+	// ScopeAPI allows the settings API (for an admin), and, as in GitLab,
+	// full read and write access to repositories over HTTP.
+	ScopeAPI
+)
+
+// Has reports whether s grants every scope in want. An unscoped (zero) set
+// grants everything.
+func (s Scopes) Has(want Scopes) bool { return s == 0 || s&want == want }
+
+// RepositoryPermission is the most these scopes allow on any repository:
+// write with write_repository or api, read with read_repository, nothing
+// otherwise. The user's access rules still decide below that ceiling.
+func (s Scopes) RepositoryPermission() Permission {
+	switch {
+	case s.Has(ScopeWriteRepository) || s.Has(ScopeAPI):
+		return PermissionWrite
+	case s.Has(ScopeReadRepository):
+		return PermissionRead
+	}
+	return PermissionNone
 }
 
 // String returns the user name, or "anonymous" for a nil user.
