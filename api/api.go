@@ -137,8 +137,8 @@ func underPath(p, prefix string) bool {
 	return p == prefix || strings.HasPrefix(p, prefix+"/")
 }
 
-// RequireAdmin lets only authenticated admins through, with GitLab's 401 and
-// 403 bodies.
+// RequireAdmin lets only authenticated admins whose token has the api scope
+// (or no scopes) through, with GitLab's 401 and 403 bodies.
 func (a *API) RequireAdmin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user, err := a.cfg.Auth.Authenticate(r)
@@ -151,6 +151,13 @@ func (a *API) RequireAdmin(next http.Handler) http.Handler {
 		case err != nil || user == nil:
 			a.log.Warn("api authentication failed", "remote_addr", r.RemoteAddr, "path", r.URL.Path, "err", errString(err))
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"message": "401 Unauthorized"})
+		case !user.Scopes.Has(gitgate.ScopeAPI):
+			a.log.Warn("api access denied: the token lacks the api scope", "user", user.Name, "remote_addr", r.RemoteAddr, "path", r.URL.Path)
+			writeJSON(w, http.StatusForbidden, map[string]string{
+				"error":             "insufficient_scope",
+				"error_description": "The request requires higher privileges than provided by the access token.",
+				"scope":             "api",
+			})
 		case !user.Admin:
 			a.log.Warn("api access denied: not an admin", "user", user.Name, "remote_addr", r.RemoteAddr, "path", r.URL.Path)
 			writeJSON(w, http.StatusForbidden, map[string]string{"message": "403 Forbidden"})

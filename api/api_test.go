@@ -137,3 +137,28 @@ func TestThrottledRetryAfterIsSeconds(t *testing.T) {
 		}
 	}
 }
+
+// The settings API needs an admin whose token has the api scope; an
+// unscoped (legacy) admin token keeps working.
+func TestSettingsNeedAPIScope(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		user   *gitgate.User
+		status int
+		body   string
+	}{
+		{"unscoped admin", &gitgate.User{Name: "root", Admin: true}, http.StatusOK, `"maintenance_mode":false`},
+		{"admin with api", &gitgate.User{Name: "root", Admin: true, Scopes: gitgate.ScopeAPI}, http.StatusOK, `"maintenance_mode":false`},
+		{"admin with repository scopes", &gitgate.User{Name: "root", Admin: true, Scopes: gitgate.ScopeReadRepository | gitgate.ScopeWriteRepository},
+			http.StatusForbidden, `{"error":"insufficient_scope","error_description":"The request requires higher privileges than provided by the access token.","scope":"api"}`},
+		{"non-admin with api", &gitgate.User{Name: "bob", Scopes: gitgate.ScopeAPI}, http.StatusForbidden, `{"message":"403 Forbidden"}`},
+	} {
+		a := newTestAPI(t, false, authFunc(func(*http.Request) (*gitgate.User, error) { return tc.user, nil }))
+		for _, method := range []string{"GET", "PUT"} {
+			w := do(t, a, method, SettingsPath+"?maintenance_mode=false")
+			if w.Code != tc.status || !strings.Contains(w.Body.String(), tc.body) {
+				t.Errorf("%s, %s: %d %s; want %d %s", tc.name, method, w.Code, w.Body, tc.status, tc.body)
+			}
+		}
+	}
+}

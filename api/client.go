@@ -102,6 +102,7 @@ func (c *Client) do(ctx context.Context, method string, form url.Values) (Settin
 	if resp.StatusCode != http.StatusOK {
 		var m struct {
 			Message string `json:"message"`
+			Error   string `json:"error"`
 		}
 		json.Unmarshal(data, &m)
 		switch resp.StatusCode {
@@ -110,6 +111,9 @@ func (c *Client) do(ctx context.Context, method string, form url.Values) (Settin
 		case http.StatusForbidden:
 			if m.Message == "403 Forbidden" {
 				return Settings{}, errors.New("the token's user is not an admin (403 Forbidden)")
+			}
+			if m.Error == "insufficient_scope" {
+				return Settings{}, errors.New("the token lacks the api scope (403 insufficient_scope)")
 			}
 		}
 		if m.Message == "" {

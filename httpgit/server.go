@@ -52,7 +52,11 @@ type Config struct {
 	// PushProxy, when set, serves allowed pushes (both the advertisement
 	// and the POST) instead of the local git (a Geo secondary).
 	PushProxy PushProxy
-	Log       *slog.Logger
+	// ClientAddr, when set, gives the client's address behind trusted
+	// proxies (see access.TrustedProxies); it replaces r.RemoteAddr for
+	// every handler, so logs, throttling, audit and metrics see the client.
+	ClientAddr func(r *http.Request) string
+	Log        *slog.Logger
 }
 
 // Server is the smart HTTP front end of the gate.
@@ -90,6 +94,12 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 // answer a path with ".." by a redirect to the cleaned path, and the gate
 // answers every name it does not serve with the same 404 instead.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.ClientAddr != nil {
+		if addr := s.cfg.ClientAddr(r); addr != r.RemoteAddr {
+			r = r.WithContext(r.Context()) // a shallow copy
+			r.RemoteAddr = addr
+		}
+	}
 	if strings.HasPrefix(r.URL.Path, "/-/") || strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/metrics" {
 		s.mux.ServeHTTP(w, r)
 		return

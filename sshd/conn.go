@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gliderlabs/ssh"
+	"github.com/pires/go-proxyproto"
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/gitgate/gitgate/gitgate"
@@ -204,4 +205,26 @@ func remoteAddr(ctx ssh.Context) string {
 		return a.String()
 	}
 	return ""
+}
+
+// ProxyProtocolListener wraps ln for the PROXY protocol (v1 and v2), as
+// gitlab-sshd does behind a TCP load balancer: a connection from a peer that
+// trusted accepts may start with a PROXY header, and then its RemoteAddr is
+// the client's, for logs, metrics and limits. The header is optional, and
+// must arrive within timeout; a bad or late one fails that connection only.
+// Connections from other peers are passed through untouched, so a PROXY
+// header from them is just bytes that break their SSH handshake: no one else
+// can claim an address. The header is read in the connection's own
+// goroutine, never in the accept loop.
+func ProxyProtocolListener(ln net.Listener, trusted func(peer net.Addr) bool, timeout time.Duration) net.Listener {
+	return &proxyproto.Listener{
+		Listener: ln,
+		ConnPolicy: func(o proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
+			if trusted(o.Upstream) {
+				return proxyproto.USE, nil
+			}
+			return proxyproto.SKIP, nil
+		},
+		ReadHeaderTimeout: timeout,
+	}
 }

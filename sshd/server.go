@@ -27,6 +27,7 @@ type KeyLookup interface {
 const (
 	DefaultAddr               = "127.0.0.1:2222"
 	DefaultLoginGraceTime     = 30 * time.Second
+	DefaultProxyHeaderTimeout = 5 * time.Second
 	DefaultIdleTimeout        = 10 * time.Minute
 	DefaultKeepAliveInterval  = 15 * time.Second
 	DefaultKeepAliveCountMax  = 3
@@ -63,7 +64,13 @@ type Config struct {
 	// PushProxy, when set, carries out allowed pushes instead of the
 	// local git (a Geo secondary).
 	PushProxy PushProxy
-	Log       *slog.Logger
+	// TrustProxyHeader, when set, turns on the PROXY protocol (v1 and v2):
+	// a connection from a peer it accepts may start with a PROXY header
+	// naming the real client, read within ProxyHeaderTimeout. Anyone
+	// else's connection is taken as plain SSH. See [ProxyProtocolListener].
+	TrustProxyHeader   func(peer net.Addr) bool
+	ProxyHeaderTimeout time.Duration
+	Log                *slog.Logger
 
 	// LoginGraceTime is how long a client has to authenticate after it
 	// connects.
@@ -99,6 +106,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Tracker == nil {
 		cfg.Tracker = gitgate.NewTracker(nil)
 	}
+	setDefault(&cfg.ProxyHeaderTimeout, DefaultProxyHeaderTimeout)
 	setDefault(&cfg.LoginGraceTime, DefaultLoginGraceTime)
 	setDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
 	setDefault(&cfg.KeepAliveInterval, DefaultKeepAliveInterval)
@@ -213,6 +221,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.mu.Unlock()
 		ln.Close()
 		return nil
+	}
+	if s.cfg.TrustProxyHeader != nil {
+		ln = ProxyProtocolListener(ln, s.cfg.TrustProxyHeader, s.cfg.ProxyHeaderTimeout)
 	}
 	s.addr = ln.Addr()
 	// The server closes its listeners itself, so that a Shutdown that

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gitgate/gitgate/access"
+	"github.com/gitgate/gitgate/audit"
 )
 
 const accessDescription = `Rules in <data-dir>/access.yaml grant read or write on repositories. A
@@ -96,7 +97,8 @@ func accessGrant(c *cli.Context, args []string) error {
 	if err != nil {
 		return usageError{fmt.Errorf("access grant: --level: %w", err)}
 	}
-	if err := updateAccess(c, func(f *access.File) error { return f.Grant(pattern, to, level) }); err != nil {
+	ev := &audit.Event{Action: "access.grant", New: map[string]any{"pattern": pattern, "level": string(level), "to": describeGrantee(to)}}
+	if err := updateAccess(c, ev, func(f *access.File) error { return f.Grant(pattern, to, level) }); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "granted %s on %s to %s\n", level, pattern, describeGrantee(to))
@@ -113,7 +115,13 @@ func accessRevoke(c *cli.Context, args []string) error {
 	case c.Bool("all") && !none:
 		return usageError{errors.New("access revoke: --all removes the whole rule; give no other grantee")}
 	case c.Bool("all"):
-		if err := updateAccess(c, func(f *access.File) error { return f.RemoveRule(pattern) }); err != nil {
+		ev := &audit.Event{Action: "access.remove_rule", Old: map[string]any{"pattern": pattern}}
+		if err := updateAccess(c, ev, func(f *access.File) error {
+			if r := f.Rule(pattern); r != nil {
+				ev.Old = ruleAudit(r)
+			}
+			return f.RemoveRule(pattern)
+		}); err != nil {
 			return err
 		}
 		fmt.Fprintf(c.App.Writer, "removed the rule for %s\n", pattern)
@@ -122,11 +130,16 @@ func accessRevoke(c *cli.Context, args []string) error {
 		return usageError{errors.New("access revoke: say from whom: --user NAME, --signed-in, --anonymous, or --all")}
 	}
 	var empty bool
-	err := updateAccess(c, func(f *access.File) error {
+	ev := &audit.Event{Action: "access.revoke", Detail: "from " + describeGrantee(from)}
+	err := updateAccess(c, ev, func(f *access.File) error {
+		if r := f.Rule(pattern); r != nil {
+			ev.Old = ruleAudit(r)
+		}
 		if err := f.Revoke(pattern, from); err != nil {
 			return err
 		}
 		r := f.Rule(pattern)
+		ev.New = ruleAudit(r)
 		empty = len(r.Read) == 0 && len(r.Write) == 0 && r.SignedIn == access.LevelNone && r.Anonymous == access.LevelNone
 		return nil
 	})
@@ -197,13 +210,24 @@ func loadAccess(c *cli.Context) (*access.File, error) {
 	return access.NewStore(dir).Load()
 }
 
-// updateAccess applies edit to the access file of the data directory.
-func updateAccess(c *cli.Context, edit func(f *access.File) error) error {
+// updateAccess applies edit to the access file of the data directory and,
+// once the file is written, appends ev to the audit log, stamped with the
+// CLI's actor. edit may fill ev in (ids known only once it ran). The change
+// stands even if the audit log cannot be written; that is reported as a
+// warning.
+func updateAccess(c *cli.Context, ev *audit.Event, edit func(f *access.File) error) error {
 	dir, err := dataDir(c)
 	if err != nil {
 		return err
 	}
-	return access.NewStore(dir).Update(edit)
+	if err := access.NewStore(dir).Update(edit); err != nil {
+		return err
+	}
+	ev.Actor, ev.Transport = cliActor(), "cli"
+	if err := audit.Open(dir).Record(*ev); err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "gitgate: warning: %v\n", err)
+	}
+	return nil
 }
 
 // withArgs makes an action that takes between min and max positional
@@ -236,3 +260,9 @@ func newTable(w io.Writer, header ...string) *table {
 func (t *table) row(cells ...string) { fmt.Fprintln(t.tw, strings.Join(cells, "\t")) }
 
 func (t *table) flush() error { return t.tw.Flush() }
+
+// ruleAudit is a rule as recorded in the audit log.
+func ruleAudit(r *access.Rule) map[string]any {
+	return map[string]any{"pattern": r.Pattern, "read": r.Read, "write": r.Write,
+		"signed_in": string(r.SignedIn), "anonymous": string(r.Anonymous)}
+}

@@ -107,7 +107,7 @@ func TestAccessCLI(t *testing.T) {
 		t.Errorf("token create warned %q", errOut)
 	}
 	tokens := mustCLI(t, dir, "token", "list", "bob")
-	m := regexp.MustCompile(`(?m)^bob\s+([0-9a-f]{8})\s+ci\s+\S+\s+2099-01-01T00:00:00Z\s+active$`).FindStringSubmatch(tokens)
+	m := regexp.MustCompile(`(?m)^bob\s+([0-9a-f]{8})\s+ci\s+\S+\s+2099-01-01T00:00:00Z\s+all\s+active$`).FindStringSubmatch(tokens)
 	if m == nil || strings.Contains(tokens, secret) {
 		t.Fatalf("token list:\n%s", tokens)
 	}

@@ -72,6 +72,23 @@ func serveCommand() *cli.Command {
 				Value:   "git",
 				EnvVars: []string{"GITGATE_GIT"},
 			},
+			&cli.StringSliceFlag{
+				Name: "trusted-proxies",
+				Usage: "`CIDR`s of proxies in front of the gate (comma list or repeated): their X-Forwarded-For, " +
+					"rightmost untrusted hop, names the HTTP client, and with --ssh-proxy-protocol their PROXY header the SSH client",
+				EnvVars: []string{"GITGATE_TRUSTED_PROXIES"},
+			},
+			&cli.BoolFlag{
+				Name:    "ssh-proxy-protocol",
+				Usage:   "accept a PROXY protocol header (v1 or v2) on SSH connections from --trusted-proxies, as gitlab-sshd does",
+				EnvVars: []string{"GITGATE_SSH_PROXY_PROTOCOL"},
+			},
+			&cli.IntFlag{
+				Name:    "signin-max-failures",
+				Usage:   "bad HTTP credentials from one client address or for one user name before they are answered 429 (a valid token is never throttled)",
+				Value:   10,
+				EnvVars: []string{"GITGATE_SIGNIN_MAX_FAILURES"},
+			},
 			&cli.BoolFlag{
 				Name:    "no-hooks",
 				Usage:   "do not install the pre-receive hook into the repositories at start",
@@ -91,19 +108,32 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			trusted, err := access.ParseTrustedProxies(c.StringSlice("trusted-proxies"))
+			if err != nil {
+				return usageError{fmt.Errorf("serve: --trusted-proxies: %w", err)}
+			}
+			if c.Bool("ssh-proxy-protocol") && trusted == nil {
+				return usageError{errors.New("serve: --ssh-proxy-protocol needs --trusted-proxies: only those peers may send a PROXY header")}
+			}
+			if c.Int("signin-max-failures") < 1 {
+				return usageError{errors.New("serve: --signin-max-failures must be at least 1")}
+			}
 			s := &serveCmd{
-				geo:           geoOpts,
-				dataDir:       dir,
-				repos:         reposDir(c, dir),
-				httpListen:    c.String("http-listen"),
-				sshListen:     c.String("ssh-listen"),
-				sshHostKeys:   c.StringSlice("ssh-host-key"),
-				metricsListen: c.String("metrics-listen"),
-				grace:         c.Duration("shutdown-grace"),
-				git:           c.String("git"),
-				installHooks:  !c.Bool("no-hooks"),
-				log:           log,
-				stdout:        c.App.Writer,
+				trustedProxies:    trusted,
+				sshProxyProtocol:  c.Bool("ssh-proxy-protocol"),
+				signinMaxFailures: c.Int("signin-max-failures"),
+				geo:               geoOpts,
+				dataDir:           dir,
+				repos:             reposDir(c, dir),
+				httpListen:        c.String("http-listen"),
+				sshListen:         c.String("ssh-listen"),
+				sshHostKeys:       c.StringSlice("ssh-host-key"),
+				metricsListen:     c.String("metrics-listen"),
+				grace:             c.Duration("shutdown-grace"),
+				git:               c.String("git"),
+				installHooks:      !c.Bool("no-hooks"),
+				log:               log,
+				stdout:            c.App.Writer,
 			}
 			return s.Execute(c.Context)
 		},
@@ -123,8 +153,12 @@ type serveCmd struct {
 	git           string
 	installHooks  bool
 	geo           geoOptions
-	log           *slog.Logger
-	stdout        io.Writer
+	// trustedProxies may name the client (X-Forwarded-For, PROXY header).
+	trustedProxies    *access.TrustedProxies
+	sshProxyProtocol  bool
+	signinMaxFailures int
+	log               *slog.Logger
+	stdout            io.Writer
 }
 
 // gate holds the parts every front end shares.
@@ -263,7 +297,8 @@ func (s *serveCmd) installAllHooks(ctx context.Context, resolver *gitgate.Resolv
 
 // httpServer is the smart HTTP front end with the admin API and metrics.
 func (s *serveCmd) httpServer(g *gate) (*httpgit.Server, error) {
-	auth := g.geo.auth(&access.RequestAuthenticator{Tokens: g.users, Limiter: access.NewLimiter(access.LimiterConfig{})})
+	limiter := access.NewLimiter(access.LimiterConfig{MaxFailures: s.signinMaxFailures})
+	auth := g.geo.auth(&access.RequestAuthenticator{Tokens: g.users, Limiter: limiter})
 	cfg := httpgit.Config{
 		Policy:   g.policy,
 		Resolver: g.resolver,
@@ -272,6 +307,9 @@ func (s *serveCmd) httpServer(g *gate) (*httpgit.Server, error) {
 		Ready:    readiness(g.live, g.resolver),
 		Tracker:  g.tracker,
 		Log:      s.log,
+	}
+	if s.trustedProxies != nil {
+		cfg.ClientAddr = s.trustedProxies.ClientAddr
 	}
 	if p := g.geo.pushProxy(); p != nil {
 		cfg.PushProxy = p
@@ -305,6 +343,9 @@ func (s *serveCmd) sshServer(g *gate) (func(context.Context) error, error) {
 		Runner:            g.runner,
 		Tracker:           g.tracker,
 		Log:               s.log,
+	}
+	if s.sshProxyProtocol {
+		cfg.TrustProxyHeader = s.trustedProxies.TrustsAddr
 	}
 	if p := g.geo.pushProxy(); p != nil {
 		cfg.PushProxy = p

@@ -2,11 +2,13 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/gitgate/gitgate/access"
+	"github.com/gitgate/gitgate/audit"
 )
 
 func tokenCommand() *cli.Command {
@@ -24,10 +26,18 @@ func tokenCommand() *cli.Command {
 				ArgsUsage: "USER",
 				Description: "Prints the new token on standard output, alone on its line, and a reminder on\n" +
 					"standard error: the token cannot be shown again. DATE is YYYY-MM-DD (the token\n" +
-					"stops working at 00:00 UTC on that day) or an RFC 3339 time.",
+					"stops working at 00:00 UTC on that day) or an RFC 3339 time.\n\n" +
+					"Scopes limit the token as GitLab's personal access token scopes do:\n" +
+					"  read_repository   clone and fetch over HTTP\n" +
+					"  write_repository  push over HTTP (and clone and fetch)\n" +
+					"  api               the settings API (for an admin), and, as in GitLab, full\n" +
+					"                    read and write access to repositories\n" +
+					"Within them the user's own access rules still decide. Without --scope the\n" +
+					"token is unscoped and has every right, like tokens made before scopes existed.",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "name", Usage: "a label for the token, e.g. ci or laptop"},
 					&cli.StringFlag{Name: "expires", Usage: "stop working at `DATE` (YYYY-MM-DD or RFC 3339); default never"},
+					&cli.StringSliceFlag{Name: "scope", Usage: "limit the token to `SCOPE`: read_repository, write_repository or api (repeat it, or give a comma list); default all"},
 				},
 				Action: withArgs(1, 1, tokenCreate),
 			},
@@ -59,11 +69,18 @@ func tokenCreate(c *cli.Context, args []string) error {
 		}
 		opts.Expires = t
 	}
+	scopes, err := access.ParseScopes(c.StringSlice("scope"))
+	if err != nil {
+		return usageError{fmt.Errorf("token create: --scope: %w", err)}
+	}
+	opts.Scopes = scopes
 	var secret string
 	var tok access.Token
-	err := updateAccess(c, func(f *access.File) error {
+	ev := &audit.Event{Action: "token.create"}
+	err = updateAccess(c, ev, func(f *access.File) error {
 		var err error
 		secret, tok, err = f.CreateToken(user, opts, time.Now())
+		ev.New = tokenAudit(user, tok)
 		return err
 	})
 	if err != nil {
@@ -88,9 +105,11 @@ func parseExpiry(s string) (time.Time, error) {
 
 func tokenRevoke(c *cli.Context, args []string) error {
 	var tok access.Token
-	err := updateAccess(c, func(f *access.File) error {
+	ev := &audit.Event{Action: "token.revoke"}
+	err := updateAccess(c, ev, func(f *access.File) error {
 		var err error
 		tok, err = f.RevokeToken(args[0], args[1], time.Now())
+		ev.Old = tokenAudit(args[0], tok)
 		return err
 	})
 	if err != nil {
@@ -114,7 +133,7 @@ func tokenList(c *cli.Context, args []string) error {
 		users = []access.User{*u}
 	}
 	now := time.Now()
-	t := newTable(c.App.Writer, "USER", "ID", "NAME", "CREATED", "EXPIRES", "STATUS")
+	t := newTable(c.App.Writer, "USER", "ID", "NAME", "CREATED", "EXPIRES", "SCOPES", "STATUS")
 	for _, u := range users {
 		for _, tok := range u.Tokens {
 			expires := "never"
@@ -125,7 +144,7 @@ func tokenList(c *cli.Context, args []string) error {
 			if name == "" {
 				name = "-"
 			}
-			t.row(u.Name, tok.ID, name, formatTime(tok.Created), expires, string(tok.Status(now)))
+			t.row(u.Name, tok.ID, name, formatTime(tok.Created), expires, scopeList(tok.Scopes), string(tok.Status(now)))
 		}
 	}
 	return t.flush()
@@ -136,4 +155,22 @@ func formatTime(t time.Time) string {
 		return "-"
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+// scopeList shows a token's scopes; "all" for an unscoped token.
+func scopeList(scopes []string) string {
+	if len(scopes) == 0 {
+		return "all"
+	}
+	return strings.Join(scopes, ",")
+}
+
+// tokenAudit is a token as recorded in the audit log: never its secret or
+// its hash.
+func tokenAudit(user string, t access.Token) map[string]any {
+	m := map[string]any{"user": user, "id": t.ID, "name": t.Name, "scopes": scopeList(t.Scopes)}
+	if !t.Expires.IsZero() {
+		m["expires"] = formatTime(t.Expires)
+	}
+	return m
 }

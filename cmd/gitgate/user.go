@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gitgate/gitgate/access"
+	"github.com/gitgate/gitgate/audit"
 )
 
 // maxKeyFile bounds a file read by "user key add --file".
@@ -86,7 +87,8 @@ func userCommand() *cli.Command {
 
 func userAdd(c *cli.Context, args []string) error {
 	name, admin := args[0], c.Bool("admin")
-	if err := updateAccess(c, func(f *access.File) error { return f.AddUser(name, admin) }); err != nil {
+	ev := &audit.Event{Action: "user.add", New: map[string]any{"user": name, "admin": admin}}
+	if err := updateAccess(c, ev, func(f *access.File) error { return f.AddUser(name, admin) }); err != nil {
 		return err
 	}
 	role := "user"
@@ -98,7 +100,13 @@ func userAdd(c *cli.Context, args []string) error {
 }
 
 func userRemove(c *cli.Context, args []string) error {
-	if err := updateAccess(c, func(f *access.File) error { return f.RemoveUser(args[0]) }); err != nil {
+	ev := &audit.Event{Action: "user.remove", Old: map[string]any{"user": args[0]}}
+	if err := updateAccess(c, ev, func(f *access.File) error {
+		if u := f.User(args[0]); u != nil {
+			ev.Old = map[string]any{"user": u.Name, "admin": u.Admin, "keys": len(u.Keys), "tokens": len(u.Tokens)}
+		}
+		return f.RemoveUser(args[0])
+	}); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "removed user %s\n", args[0])
@@ -135,15 +143,19 @@ func userKeyAdd(c *cli.Context, args []string) error {
 		lines = []keyLine{{text: strings.Join(args[1:], " ")}}
 	}
 	var added []ssh.PublicKey
-	err := updateAccess(c, func(f *access.File) error {
+	ev := &audit.Event{Action: "user.key.add"}
+	err := updateAccess(c, ev, func(f *access.File) error {
 		added = added[:0]
+		var fps []string
 		for _, l := range lines {
 			key, err := f.AddKey(name, l.text)
 			if err != nil {
 				return l.wrap(err)
 			}
 			added = append(added, key)
+			fps = append(fps, access.Fingerprint(key))
 		}
+		ev.New = map[string]any{"user": name, "keys": fps}
 		return nil
 	})
 	if err != nil {
@@ -197,9 +209,11 @@ func readKeyFile(path string) ([]keyLine, error) {
 
 func userKeyRemove(c *cli.Context, args []string) error {
 	var removed access.Key
-	err := updateAccess(c, func(f *access.File) error {
+	ev := &audit.Event{Action: "user.key.remove"}
+	err := updateAccess(c, ev, func(f *access.File) error {
 		var err error
 		removed, err = f.RemoveKey(args[0], args[1])
+		ev.Old = map[string]any{"user": args[0], "key": keyAudit(removed)}
 		return err
 	})
 	if err != nil {
@@ -238,4 +252,12 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+// keyAudit names a key in the audit log by its fingerprint.
+func keyAudit(k access.Key) string {
+	if key, _, err := access.ParseKey(k.Line); err == nil {
+		return access.Fingerprint(key)
+	}
+	return ""
 }
