@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	gossh "golang.org/x/crypto/ssh"
 
@@ -33,52 +34,125 @@ const rsaHostKeyBits = 3072
 // starting while "gitgate ssh host-keys" runs).
 const hostKeyLockFile = ".ssh_host_keys.lock"
 
+// generatedHostKeys are the keys the server makes when they are missing.
+var generatedHostKeys = [...]struct {
+	file     string
+	keyType  string
+	generate func() (crypto.Signer, error)
+}{
+	{HostKeyFileEd25519, gossh.KeyAlgoED25519, func() (crypto.Signer, error) {
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		return priv, err
+	}},
+	{HostKeyFileRSA, gossh.KeyAlgoRSA, func() (crypto.Signer, error) { return rsa.GenerateKey(rand.Reader, rsaHostKeyBits) }},
+}
+
 // LoadOrCreateHostKeys returns the host keys in dir, generating those that are
 // missing: an Ed25519 key, and an RSA key for old clients. Generated keys are
 // written in OpenSSH format with mode 0600 (and the public halves beside them
 // as .pub files), so a restart presents the same keys. Keys from the extra
 // files are added after them; an extra key replaces a generated key of the same
-// type, since a server offers one key per type. Like sshd, it refuses private
-// key files that others can read.
+// type, since a server offers one key per type, and then that key is neither
+// read nor generated. Like sshd, it refuses private key files that others can
+// read.
+//
+// When every key is present, nothing is written (not even a lock file), so
+// the server starts on a read-only data dir. Only a missing key takes the
+// lock and writes; on a read-only dir that fails with a message saying how
+// to provide the keys.
 func LoadOrCreateHostKeys(dir string, extra []string) ([]gossh.Signer, error) {
+	var extras []gossh.Signer
+	for _, path := range extra {
+		s, err := readHostKey(path)
+		if err != nil {
+			return nil, err
+		}
+		extras = addHostKey(extras, s)
+	}
+	signers, missing, err := readGeneratedHostKeys(dir, extras)
+	if err != nil {
+		return nil, err
+	}
+	if missing {
+		if signers, err = createHostKeys(dir, extras); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range extras {
+		signers = addHostKey(signers, s)
+	}
+	return signers, nil
+}
+
+// readGeneratedHostKeys reads the generated keys that no extra key replaces,
+// without writing anything; missing reports whether one does not exist.
+func readGeneratedHostKeys(dir string, extras []gossh.Signer) (signers []gossh.Signer, missing bool, err error) {
+	for _, k := range generatedHostKeys {
+		if s := hostKeyOfType(extras, k.keyType); s != nil {
+			signers = append(signers, s)
+			continue
+		}
+		s, err := readHostKey(filepath.Join(dir, k.file))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, true, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		signers = append(signers, s)
+	}
+	return signers, false, nil
+}
+
+// createHostKeys generates the missing keys under the lock, which serialises
+// generation with another process (a server starting while "gitgate ssh
+// host-keys" runs), and returns every generated key.
+func createHostKeys(dir string, extras []gossh.Signer) ([]gossh.Signer, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("host key dir: %w", err)
+		return nil, fmt.Errorf("host key dir: %w", readOnlyHint(err))
 	}
 	lock, err := atomicfile.Acquire(filepath.Join(dir, hostKeyLockFile))
 	if err != nil {
-		return nil, fmt.Errorf("host keys: %w", err)
+		return nil, fmt.Errorf("host keys: %w", readOnlyHint(err))
 	}
 	defer lock.Release()
 
 	var signers []gossh.Signer
-	for _, k := range [...]struct {
-		file     string
-		generate func() (crypto.Signer, error)
-	}{
-		{HostKeyFileEd25519, func() (crypto.Signer, error) {
-			_, priv, err := ed25519.GenerateKey(rand.Reader)
-			return priv, err
-		}},
-		{HostKeyFileRSA, func() (crypto.Signer, error) { return rsa.GenerateKey(rand.Reader, rsaHostKeyBits) }},
-	} {
+	for _, k := range generatedHostKeys {
+		if s := hostKeyOfType(extras, k.keyType); s != nil {
+			signers = append(signers, s)
+			continue
+		}
 		path := filepath.Join(dir, k.file)
 		s, err := readHostKey(path)
 		if errors.Is(err, fs.ErrNotExist) {
 			s, err = createHostKey(path, k.generate)
 		}
 		if err != nil {
-			return nil, err
+			return nil, readOnlyHint(err)
 		}
 		signers = append(signers, s)
 	}
-	for _, path := range extra {
-		s, err := readHostKey(path)
-		if err != nil {
-			return nil, err
-		}
-		signers = addHostKey(signers, s)
-	}
 	return signers, nil
+}
+
+// readOnlyHint explains a write that failed on a read-only data dir.
+func readOnlyHint(err error) error {
+	if errors.Is(err, syscall.EROFS) || errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("%w (a host key is missing and the data dir cannot be written: "+
+			"create the keys once with \"gitgate ssh host-keys\" where it is writable, or give them with --ssh-host-key)", err)
+	}
+	return err
+}
+
+// hostKeyOfType returns the signer of the given key type, or nil.
+func hostKeyOfType(signers []gossh.Signer, keyType string) gossh.Signer {
+	for _, s := range signers {
+		if s.PublicKey().Type() == keyType {
+			return s
+		}
+	}
+	return nil
 }
 
 // addHostKey adds s, replacing a key of the same type.

@@ -125,3 +125,62 @@ func TestFingerprintMatchesSSHKeygen(t *testing.T) {
 		}
 	}
 }
+
+// dirListing names the entries of dir.
+func dirListing(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// With the host keys present, loading them writes nothing: no lock file, no
+// directory, so that a gate can start on a read-only data dir. (Tests run as
+// root, for whom a chmod'ed directory is still writable; the listing shows
+// that no write was even attempted. The read-only mount itself is tested end
+// to end in the serve command's tests.)
+func TestHostKeysPresentWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	first, err := LoadOrCreateHostKeys(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, hostKeyLockFile)); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	before := dirListing(t, dir)
+	again, err := LoadOrCreateHostKeys(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := dirListing(t, dir); !slices.Equal(before, after) {
+		t.Errorf("loading present keys changed the dir: %v, then %v", before, after)
+	}
+	if a, b := Fingerprints(first), Fingerprints(again); !slices.Equal(a, b) {
+		t.Errorf("keys changed: %v, then %v", a, b)
+	}
+
+	// Extra keys of both generated types: nothing is generated at all.
+	_, edKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaFile := filepath.Join(dir, HostKeyFileRSA) // an existing RSA key, used as an extra
+	empty := filepath.Join(t.TempDir(), "no-such-dir")
+	signers, err := LoadOrCreateHostKeys(empty, []string{writeKey(t, edKey, 0o600), rsaFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keyTypes(signers); !slices.Equal(got, []string{gossh.KeyAlgoED25519, gossh.KeyAlgoRSA}) {
+		t.Fatalf("key types = %v", got)
+	}
+	if _, err := os.Stat(empty); !os.IsNotExist(err) {
+		t.Errorf("the data dir was created for keys that were all given: %v", err)
+	}
+}

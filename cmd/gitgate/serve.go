@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -222,10 +224,16 @@ func (s *serveCmd) Execute(ctx context.Context) error {
 		servers = append(servers, run)
 	}
 	run, err := s.socketServer(g)
-	if err != nil {
+	switch {
+	case errors.Is(err, errReadOnlyDataDir):
+		// The gate serves; only the local CLI's view of what is in flight
+		// (maintenance status, --wait) is missing.
+		s.log.Warn("no admin socket: the data dir is read-only; local \"maintenance status\" and \"--wait\" cannot see this gate's operations in flight", "err", err)
+	case err != nil:
 		return err
+	default:
+		servers = append(servers, run)
 	}
-	servers = append(servers, run)
 
 	s.log.Info("gitgate started", "http", httpLn.Addr().String(), "repos", g.resolver.Root(), "data_dir", s.dataDir)
 	err = runAll(ctx, servers)
@@ -391,15 +399,29 @@ func (s *serveCmd) metricsServer(g *gate) (func(context.Context) error, error) {
 	return func(ctx context.Context) error { return serveHTTP(ctx, ln, mux) }, nil
 }
 
+// errReadOnlyDataDir marks a failure to create something in a data dir that
+// cannot be written.
+var errReadOnlyDataDir = errors.New("the data dir is read-only")
+
+// readOnly wraps err with errReadOnlyDataDir when it says the file system or
+// the directory refuses writes.
+func readOnly(err error) error {
+	if errors.Is(err, syscall.EROFS) || errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("%w: %w", errReadOnlyDataDir, err)
+	}
+	return err
+}
+
 // socketServer serves the admin API on the local socket, as the local admin.
+// On a read-only data dir it returns an error wrapping errReadOnlyDataDir.
 func (s *serveCmd) socketServer(g *gate) (func(context.Context) error, error) {
 	path := filepath.Join(s.dataDir, SocketName)
 	if err := removeStaleSocket(path); err != nil {
-		return nil, err
+		return nil, readOnly(err)
 	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {
-		return nil, fmt.Errorf("admin socket: %w", err)
+		return nil, fmt.Errorf("admin socket: %w", readOnly(err))
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
