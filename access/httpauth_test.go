@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptest"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -207,5 +209,51 @@ func TestAuthenticateCarriesScopes(t *testing.T) {
 	u, err = fx.try("192.0.2.1:1", "", fx.bobAll)
 	if err != nil || u.Scopes != 0 || !u.Scopes.Has(gitgate.ScopeAPI) {
 		t.Fatalf("bob's unscoped token: %+v, %v", u, err)
+	}
+}
+
+// Under concurrency, with attackers failing from the same address and with
+// the same user names, every valid sign-in succeeds, and the attackers end
+// up throttled. Run with -race.
+func TestValidNeverThrottledUnderConcurrency(t *testing.T) {
+	fx := newSigninFixture(t)
+	const addr = "192.0.2.99:1"
+	var wg sync.WaitGroup
+	var throttled atomic.Int64
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				user := []string{"", "admin", "bob", "mallory"}[(w+i)%4]
+				if _, err := fx.try(addr, user, fmt.Sprintf("ggt_w%di%d", w, i)); isThrottled(err) {
+					throttled.Add(1)
+				}
+			}
+		}()
+	}
+	failures := make(chan string, 4*50)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				secret, want := fx.admin, "admin"
+				if (w+i)%2 == 1 {
+					secret, want = fx.bobAll, "bob"
+				}
+				if u, err := fx.try(addr, want, secret); err != nil || u.Name != want {
+					failures <- fmt.Sprintf("%s: %v, %v", want, u, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(failures)
+	for f := range failures {
+		t.Error("valid sign-in refused:", f)
+	}
+	if throttled.Load() == 0 {
+		t.Error("400 bad credentials from one address were never throttled")
 	}
 }

@@ -92,3 +92,50 @@ func TestParseTrustedProxiesErrors(t *testing.T) {
 		t.Errorf("empty list: %v, %v", tp, err)
 	}
 }
+
+// Whatever X-Forwarded-For holds, an untrusted peer is its own address, and
+// behind a trusted one the answer is an address that is either the proxy's
+// or an entry of the header, never one left of an untrusted entry.
+func FuzzClientAddr(f *testing.F) {
+	f.Add("10.1.2.3:5000", "203.0.113.9, 10.9.9.9")
+	f.Add("198.51.100.1:1", "1.1.1.1")
+	f.Add("10.1.2.3:5000", "6.6.6.6, 203.0.113.9, evil")
+	f.Add("[::ffff:10.0.0.1]:9", "[2001:db8::1]:80,,")
+	tp, err := ParseTrustedProxies([]string{"10.0.0.0/8"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, peer, xff string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = peer
+		r.Header.Set("X-Forwarded-For", xff)
+		got := tp.ClientAddr(r)
+		p, ok := peerAddr(peer)
+		if !ok || !tp.Trusts(p) {
+			if got != peer {
+				t.Fatalf("untrusted peer %q: got %q", peer, got)
+			}
+			return
+		}
+		a, ok := peerAddr(got)
+		if !ok {
+			t.Fatalf("trusted peer: %q is not an address", got)
+		}
+		hops := forwardedHops([]string{xff})
+		// The answer is the rightmost entry equal to it, with only trusted
+		// proxies to its right; or, matching no entry, the proxy itself.
+		for i := len(hops) - 1; i >= 0; i-- {
+			if h, ok := parseHop(hops[i]); ok && h == a {
+				for _, right := range hops[i+1:] {
+					if h, ok := parseHop(right); !ok || !tp.Trusts(h) {
+						t.Fatalf("answer %s is left of the untrusted entry %q in %q", got, right, xff)
+					}
+				}
+				return
+			}
+		}
+		if a != p {
+			t.Fatalf("answer %s is neither the proxy %s nor an entry of %q", got, p, xff)
+		}
+	})
+}
