@@ -82,6 +82,7 @@ func TestMaintenanceBlocksOtherWritesWithGitLabText(t *testing.T) {
 		{"POST", "/api/v4/geo_replication/designs/resync", http.StatusNotFound},
 		{"POST", "/api/v4/geo/status", http.StatusNotFound},
 		{"POST", "/api/v4/projects/1/repository/compare", http.StatusNotFound},
+		{"POST", "/api/graphql", http.StatusNotFound},
 	} {
 		if w := do(t, a, tc.method, tc.path); w.Code != tc.status {
 			t.Errorf("%s %s: status %d, want %d (%s)", tc.method, tc.path, w.Code, tc.status, w.Body)
