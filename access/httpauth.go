@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gitgate/gitgate/gitgate"
@@ -13,6 +14,15 @@ import (
 // TokenChecker finds the user an access token belongs to.
 type TokenChecker interface {
 	AuthenticateToken(secret string) (*gitgate.User, error)
+}
+
+// UserLookup finds a user by name. A TokenChecker that also implements it
+// lets [RequestAuthenticator] count failures only against user names that
+// exist: a placeholder such as "oauth2", which every client may send, is
+// nobody's account and would let one client's failures throttle everyone
+// else's mistakes.
+type UserLookup interface {
+	User(name string) (*gitgate.User, bool)
 }
 
 // ThrottledError is returned for bad credentials from a client or for a user
@@ -36,8 +46,8 @@ func (e *ThrottledError) Error() string {
 // The credential is always checked first, and a valid one is never
 // throttled: a busy shared address (a NAT, a proxy) or someone failing with
 // a user's name cannot lock that user out. A bad credential counts against
-// the client's address, the user name given with HTTP Basic, and the owner
-// of a known token that was refused (revoked or expired); once any of them
+// the client's address, the user name given with HTTP Basic when it names a
+// user (see [UserLookup]), and the owner of a known token that was refused (revoked or expired); once any of them
 // has failed too often, bad credentials get a *[ThrottledError] instead of
 // a plain refusal. A successful sign-in forgets only that user's own
 // failures, never an address's, so signing in with one's own token between
@@ -82,7 +92,17 @@ func (a *RequestAuthenticator) Authenticate(r *http.Request) (*gitgate.User, err
 	if a.Limiter == nil {
 		return nil, err
 	}
-	keys := failureKeys(r.RemoteAddr, creds.Username, owner)
+	username := creds.Username
+	if users, ok := a.Tokens.(UserLookup); ok && username != "" {
+		_, known := users.User(username)
+		if !known {
+			_, known = users.User(strings.ToLower(username))
+		}
+		if !known {
+			username = "" // "oauth2" and the like: shared by everyone, nobody's account
+		}
+	}
+	keys := failureKeys(r.RemoteAddr, username, owner)
 	var wait time.Duration
 	for _, k := range keys {
 		if ok, w := a.Limiter.Allow(k); !ok {

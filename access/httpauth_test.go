@@ -23,6 +23,8 @@ func (c snapTokens) AuthenticateToken(secret string) (*gitgate.User, error) {
 	return c.s.AuthenticateToken(secret, c.now)
 }
 
+func (c snapTokens) User(name string) (*gitgate.User, bool) { return c.s.User(name) }
+
 // signinFixture is an access file with an admin, a user and an attacker who
 // has a valid token of their own, and an authenticator throttling after 10
 // failures.
@@ -255,5 +257,18 @@ func TestValidNeverThrottledUnderConcurrency(t *testing.T) {
 	}
 	if throttled.Load() == 0 {
 		t.Error("400 bad credentials from one address were never throttled")
+	}
+}
+
+// A Basic user name that is nobody's ("oauth2", what GitLab users write)
+// counts only against the address: one client's failures must not turn
+// everyone else's typos into 429s.
+func TestPlaceholderUserNameNotCounted(t *testing.T) {
+	fx := newSigninFixture(t)
+	for i := range 20 {
+		fx.try(fmt.Sprintf("203.0.113.%d:9", i), "oauth2", fmt.Sprintf("ggt_guess%d", i))
+	}
+	if _, err := fx.try("198.51.100.1:9", "oauth2", "ggt_typo"); err == nil || isThrottled(err) {
+		t.Fatalf("a typo from a fresh address with user oauth2: %v, want a plain refusal", err)
 	}
 }

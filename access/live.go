@@ -138,6 +138,11 @@ func (l *Live) AuthenticateToken(secret string) (*gitgate.User, error) {
 	return l.cur.Load().AuthenticateToken(secret, l.now())
 }
 
+// User returns the user with the given name in the current snapshot.
+func (l *Live) User(name string) (*gitgate.User, bool) {
+	return l.cur.Load().User(name)
+}
+
 // UserByKey returns the user who owns an SSH public key.
 func (l *Live) UserByKey(key ssh.PublicKey) (*gitgate.User, bool) {
 	return l.cur.Load().UserByKey(key)
