@@ -22,7 +22,12 @@ type LiveState struct {
 	log   *slog.Logger
 	cur   atomic.Pointer[Snapshot]
 
-	mu      sync.Mutex // serialises reloads and guards changed
+	// reload serialises Reload from the read to the publication, so that a
+	// read that started later is never published before an earlier one:
+	// the published version goes down only when the file's did.
+	reload sync.Mutex
+
+	mu      sync.Mutex // guards changed
 	changed chan struct{}
 }
 
@@ -54,11 +59,14 @@ func (l *LiveState) Run(ctx context.Context, fallback time.Duration) {
 }
 
 // Reload re-reads the store now. The server calls it after its own writes so
-// that they take effect before the write is acknowledged.
+// that they take effect before the write is acknowledged: when it returns,
+// the published state is the file's as read after the call began (or its
+// error, such as a read that did not finish in time). Reloads run one at a
+// time, each bounded by the store's read deadline.
 func (l *LiveState) Reload() {
+	l.reload.Lock()
+	defer l.reload.Unlock()
 	st, err := l.store.Load(context.Background())
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	old := l.cur.Load()
 	next := &Snapshot{State: st, Err: err}
 	if err != nil {
@@ -76,8 +84,10 @@ func (l *LiveState) Reload() {
 		l.log.Info("maintenance state changed", "enabled", st.Enabled, "version", st.Version, "by", st.By, "message", st.Message)
 	}
 	l.cur.Store(next)
+	l.mu.Lock()
 	close(l.changed)
 	l.changed = make(chan struct{})
+	l.mu.Unlock()
 }
 
 func sameSnapshot(a, b *Snapshot) bool {

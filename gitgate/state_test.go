@@ -191,8 +191,17 @@ func TestLiveStateFollowsTheFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	await(changed, "the removal")
-	if s := live.Current(); s.Err != nil || s.State.Enabled {
-		t.Fatalf("after removal: %+v", s)
+	if s := live.Current(); !errors.Is(s.Err, ErrStateMissing) || !s.State.Enabled {
+		t.Fatalf("after removal: %+v; want ErrStateMissing and the last good state", s)
+	}
+
+	changed = live.Changed()
+	if _, err := store.Reset(ctx, Change{By: "cli"}); err != nil {
+		t.Fatal(err)
+	}
+	await(changed, "the reset")
+	if s := live.Current(); s.Err != nil || s.State.Enabled || s.State.Version != 2 {
+		t.Fatalf("after reset: %+v", s)
 	}
 }
 
