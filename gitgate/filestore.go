@@ -111,8 +111,8 @@ func (s *FileStore) Reset(ctx context.Context, c Change) (State, error) {
 // Init records, for a data dir written before versions were recorded in
 // the lock file, the version of its state file, so that from now on a
 // missing state file is seen as missing. It does nothing in a data dir
-// that has no state yet or already has the record. The server calls it at
-// start.
+// that has no state yet, an unreadable one, or already has the record. The
+// server calls it at start.
 func (s *FileStore) Init(ctx context.Context) error {
 	return s.locked(ctx, func(lock *atomicfile.Lock) error {
 		if note, err := lock.ReadNote(maxNoteSize); err != nil || len(note) > 0 {
@@ -120,7 +120,7 @@ func (s *FileStore) Init(ctx context.Context) error {
 		}
 		cur, err := s.read(ctx)
 		if err != nil {
-			return err
+			return nil // nothing to record; Load reports the state's error
 		}
 		if _, err := os.Lstat(s.path); err != nil {
 			return nil // no state yet: the first write records it

@@ -49,6 +49,10 @@ const (
 	// read and the hook lets the push through because it runs with
 	// --fail-open; ": <reason>." follows.
 	FailOpenWarning = "Warning: the maintenance state cannot be read, and this server lets pushes through anyway (--fail-open)"
+	// InterruptedMessage starts the refusal printed when the hook is ended
+	// by a signal (or by the death of the git process that runs it) while
+	// the repository's own hook runs; ": <reason>." follows.
+	InterruptedMessage = "Git push is not allowed because the pre-receive check did not finish"
 	// ChainedHookFailedMessage is printed when the repository's own
 	// pre-receive hook exists but cannot be started. The push is refused, as
 	// git itself refuses it when a hook cannot run.
@@ -63,6 +67,9 @@ const (
 	ReasonDataDirMissing    = "the data dir does not exist"
 	ReasonDataDirUnreadable = "the data dir cannot be accessed"
 	ReasonStateFileInvalid  = "the state file in the data dir is unreadable or corrupt"
+	ReasonStateFileMissing  = "the state file in the data dir is missing"
+	ReasonStateFileTimeout  = "the state file in the data dir could not be read in time"
+	ReasonInterrupted       = "the check was interrupted"
 	ReasonStatusURLInvalid  = "the status URL is not a valid http or https URL"
 	ReasonTokenUnreadable   = "the token file cannot be read"
 	ReasonStatusUnreachable = "the status URL cannot be reached"
@@ -157,6 +164,9 @@ func loadState(ctx context.Context, src StateLoader) (gitgate.State, *StateError
 		return gitgate.State{}, &StateError{Reason: ReasonNotConfigured}
 	}
 	st, err := src.Load(ctx)
+	if err == nil && ctx.Err() != nil {
+		err = &StateError{Reason: ReasonInterrupted, Err: ctx.Err()} // a signal: do not go on
+	}
 	if err == nil {
 		return st, nil
 	}
@@ -199,6 +209,9 @@ func runChained(ctx context.Context, path string, stdin io.Reader, stdout, stder
 		return 0
 	case errors.As(err, &exit) && exit.ExitCode() > 0:
 		return exit.ExitCode()
+	case ctx.Err() != nil:
+		fmt.Fprintf(stderr, "%s: %s.\n", InterruptedMessage, ReasonInterrupted)
+		return 1 // the hook got a signal: the chained hook was killed
 	case errors.As(err, &exit):
 		return 1 // killed by a signal
 	}

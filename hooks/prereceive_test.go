@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -156,6 +157,47 @@ func TestDataDirSource(t *testing.T) {
 	}
 	if _, err := (hooks.DataDirSource{Dir: dir}).Load(ctx); hooks.Reason(err) != hooks.ReasonStateFileInvalid {
 		t.Fatalf("Load of a corrupt file: %v, want reason %q", err, hooks.ReasonStateFileInvalid)
+	}
+}
+
+// Once the data dir has had a state, a removed state file refuses the push;
+// a FIFO in its place is refused at once instead of hanging the hook (and
+// git with it); a cancelled check (a signal) refuses too.
+func TestDataDirSourceFailsClosed(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	state := filepath.Join(dir, gitgate.StateFileName)
+	on := true
+	if _, err := gitgate.NewFileStore(dir).Apply(ctx, gitgate.Change{Enabled: &on, By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	src := hooks.DataDirSource{Dir: dir}
+	os.Remove(state)
+	if _, err := src.Load(ctx); hooks.Reason(err) != hooks.ReasonStateFileMissing {
+		t.Fatalf("Load of a removed file: %v, want reason %q", err, hooks.ReasonStateFileMissing)
+	}
+	if err := syscall.Mkfifo(state, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Load(ctx); hooks.Reason(err) != hooks.ReasonStateFileInvalid {
+		t.Fatalf("Load of a FIFO: %v, want reason %q", err, hooks.ReasonStateFileInvalid)
+	}
+	var stderr bytes.Buffer
+	if code := hooks.PreReceive(ctx, hooks.Options{Source: src}, strings.NewReader(""), io.Discard, &stderr); code != 1 ||
+		stderr.String() != hooks.StateUnreadableMessage+": "+hooks.ReasonStateFileInvalid+".\n" {
+		t.Fatalf("PreReceive with a FIFO = %d, %q", code, stderr.String())
+	}
+	os.Remove(state)
+	if _, err := gitgate.NewFileStore(dir).Reset(ctx, gitgate.Change{By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := src.Load(cctx); hooks.Reason(err) != hooks.ReasonInterrupted {
+		t.Fatalf("Load with a cancelled context: %v, want reason %q", err, hooks.ReasonInterrupted)
+	}
+	if st, err := src.Load(ctx); err != nil || st.Enabled {
+		t.Fatalf("Load after reset = %+v, %v", st, err)
 	}
 }
 

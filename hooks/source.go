@@ -14,13 +14,16 @@ import (
 	"time"
 
 	"github.com/gitgate/gitgate/gitgate"
+	"github.com/gitgate/gitgate/internal/atomicfile"
 )
 
 // DataDirSource reads the maintenance state from the gate's data dir, as the
 // gate itself does. Unlike [gitgate.FileStore] alone, it treats a missing
 // data dir as unreadable: a hook pointed at the wrong directory must not read
 // it as "not in maintenance". A data dir without a state file is a gate that
-// was never put in maintenance.
+// was never put in maintenance, unless it has had a state
+// ([gitgate.ErrStateMissing]). Reads are bounded in time, and a state file
+// that is a FIFO or another special file is refused at once.
 type DataDirSource struct {
 	// Dir is the data dir; relative paths are relative to the hook's
 	// working directory (the repository).
@@ -39,10 +42,17 @@ func (s DataDirSource) Load(ctx context.Context) (gitgate.State, error) {
 		return gitgate.State{}, &StateError{Reason: ReasonDataDirMissing, Err: fmt.Errorf("%s: not a directory", s.Dir)}
 	}
 	st, err := gitgate.NewFileStore(s.Dir).Load(ctx)
-	if err != nil {
-		return gitgate.State{}, &StateError{Reason: ReasonStateFileInvalid, Err: err}
+	switch {
+	case err == nil:
+		return st, nil
+	case ctx.Err() != nil && !errors.Is(err, atomicfile.ErrTimeout):
+		return gitgate.State{}, &StateError{Reason: ReasonInterrupted, Err: err}
+	case errors.Is(err, gitgate.ErrStateMissing):
+		return gitgate.State{}, &StateError{Reason: ReasonStateFileMissing, Err: err}
+	case errors.Is(err, atomicfile.ErrTimeout):
+		return gitgate.State{}, &StateError{Reason: ReasonStateFileTimeout, Err: err}
 	}
-	return st, nil
+	return gitgate.State{}, &StateError{Reason: ReasonStateFileInvalid, Err: err}
 }
 
 // DefaultStatusTimeout bounds a status request, from connecting to reading
@@ -179,6 +189,9 @@ func (s StatusSource) token() (string, error) {
 
 // requestError classifies a failed request: too slow, or unreachable.
 func requestError(ctx context.Context, err error) *StateError {
+	if errors.Is(context.Cause(ctx), context.Canceled) {
+		return &StateError{Reason: ReasonInterrupted, Err: err}
+	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
 		return &StateError{Reason: ReasonStatusTimeout, Err: err}
 	}

@@ -30,9 +30,9 @@ const (
 // it was linked or copied there. git passes no arguments, so the
 // configuration comes from the environment; the repository's own hook, kept
 // next to this one by "hooks install", runs after a successful check.
-func runPreReceiveHook(args []string) int {
+func runPreReceiveHook(ctx context.Context, args []string) int {
 	argv := append([]string{"gitgate", "hook", hooks.HookName, "--chained", os.Args[0] + hooks.ChainedSuffix}, args...)
-	return exitCode(os.Stderr, run(context.Background(), os.Stdout, os.Stderr, argv))
+	return exitCode(os.Stderr, run(ctx, os.Stdout, os.Stderr, argv))
 }
 
 func hookCommand() *cli.Command {
@@ -45,8 +45,9 @@ func hookCommand() *cli.Command {
 			Description: "Reads the maintenance state and, in maintenance mode, prints GitLab's refusal\n" +
 				"on stderr and exits 1, so git declines every ref update. The state comes from\n" +
 				"--status-url when set, else from the data dir (--data-dir, or GITGATE_DATA_DIR,\n" +
-				"which the gate sets for the git processes it starts). When it cannot be read,\n" +
-				"the push is refused with the reason, unless --fail-open. After a successful\n" +
+				"which the gate sets for the git processes it starts). When it cannot be read\n" +
+				"(in time), the push is refused with the reason, unless --fail-open; so it is\n" +
+				"on SIGINT or SIGTERM, and when the git process that runs it dies. After a successful\n" +
 				"check it runs the --chained hook, if that exists, with the same stdin, and\n" +
 				"exits with its status.",
 			Flags: []cli.Flag{
@@ -90,6 +91,10 @@ func hookCommand() *cli.Command {
 				if c.Args().Present() {
 					return usageError{fmt.Errorf("hook %s takes no arguments", hooks.HookName)}
 				}
+				// The hook must not outlive the git process that runs it:
+				// when git dies, SIGTERM ends the check like any signal
+				// (the push is refused, exit status 1).
+				dieWithParent()
 				opts := hooks.Options{
 					Source:   hookStateSource(c),
 					FailOpen: c.Bool("fail-open"),

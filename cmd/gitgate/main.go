@@ -25,12 +25,27 @@ func main() { os.Exit(gitgateMain()) }
 // gitgateMain runs the command line and returns the exit status.
 func gitgateMain() int {
 	// A binary installed as a repository's hooks/pre-receive runs as the hook.
-	if filepath.Base(os.Args[0]) == "pre-receive" {
-		return runPreReceiveHook(os.Args[1:])
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return exitCode(os.Stderr, run(ctx, os.Stdout, os.Stderr, os.Args))
+	if filepath.Base(os.Args[0]) == "pre-receive" {
+		return runPreReceiveHook(ctx, os.Args[1:])
+	}
+	return exitCode(os.Stderr, interrupted(ctx, run(ctx, os.Stdout, os.Stderr, os.Args)))
+}
+
+// interrupted says so when a command failed after SIGINT or SIGTERM ended
+// its context: every wait in a command ends with its context, so a signal
+// makes it return, and this says why.
+func interrupted(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() == nil {
+		return err
+	}
+	var usage usageError
+	var coder cli.ExitCoder
+	if errors.As(err, &usage) || errors.As(err, &coder) {
+		return err
+	}
+	return fmt.Errorf("interrupted by a signal: %w", err)
 }
 
 // run runs the command line args (args[0] is the program name).

@@ -18,6 +18,7 @@ import (
 	"github.com/gitgate/gitgate/audit"
 	"github.com/gitgate/gitgate/geo"
 	"github.com/gitgate/gitgate/gitgate"
+	"github.com/gitgate/gitgate/internal/atomicfile"
 )
 
 // remoteFlags select a running gate's API instead of the local data dir.
@@ -75,6 +76,20 @@ func maintenanceCommand() *cli.Command {
 					empty := ""
 					return changeMaintenance(c, false, &empty)
 				},
+			},
+			{
+				Name:  "reset",
+				Usage: "replace a missing, broken or corrupt state file with a fresh one (disabled unless --enable)",
+				Description: "Once a data dir has had a maintenance state, a missing state file (or a link\n" +
+					"to one whose target is gone) is never read as \"not in maintenance\": the gate,\n" +
+					"the hook and the CLI refuse pushes and changes until this command writes a new\n" +
+					"one. Its version is one above the highest this data dir has held, so versions\n" +
+					"never go back and Geo secondaries follow. A running gate sees it at once.",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "enable", Usage: "write a state in maintenance mode, so that pushes stay refused"},
+					&cli.StringFlag{Name: "message", Usage: "with --enable: banner text (at most 255 characters)"},
+				},
+				Action: resetMaintenance,
 			},
 			{
 				Name:  "status",
@@ -169,7 +184,7 @@ func changeMaintenance(c *cli.Context, enable bool, message *string) error {
 	if err := refuseOnSecondary(dir); err != nil {
 		return err
 	}
-	store := gitgate.NewFileStore(dir)
+	store := localStore(c, dir)
 	old, err := store.Load(c.Context)
 	if err != nil {
 		return err
@@ -182,6 +197,54 @@ func changeMaintenance(c *cli.Context, enable bool, message *string) error {
 		Action: "maintenance.update", Actor: cliActor(), Transport: "cli",
 		Old: api.AuditState(old), New: api.AuditState(st),
 	}); err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "gitgate: warning: %v\n", err)
+	}
+	return status{State: st}.print(c.App.Writer, false)
+}
+
+// localStore is the data dir's state store, saying on stderr when it waits
+// for another writer's lock.
+func localStore(c *cli.Context, dir string) *gitgate.FileStore {
+	store := gitgate.NewFileStore(dir)
+	store.LockBusy = func() {
+		fmt.Fprintf(c.App.ErrWriter, "gitgate: another process holds the maintenance state lock; waiting up to %s\n", atomicfile.DefaultLockTimeout)
+	}
+	return store
+}
+
+// resetMaintenance writes a fresh state in the local data dir, whatever the
+// old file holds, and audits it with the old state or why it was unreadable.
+func resetMaintenance(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", c.Args().First())}
+	}
+	msg, enable := c.String("message"), c.Bool("enable")
+	if msg != "" && !enable {
+		return usageError{errors.New("--message needs --enable")}
+	}
+	if err := gitgate.ValidateMessage(msg); err != nil {
+		return usageError{fmt.Errorf("--message: %w", err)}
+	}
+	dir, err := dataDir(c)
+	if err != nil {
+		return err
+	}
+	if err := refuseOnSecondary(dir); err != nil {
+		return err
+	}
+	store := localStore(c, dir)
+	ev := audit.Event{Action: "maintenance.reset", Actor: cliActor(), Transport: "cli"}
+	if old, err := store.Load(c.Context); err != nil {
+		ev.Detail = "old state unreadable: " + err.Error()
+	} else {
+		ev.Old = api.AuditState(old)
+	}
+	st, err := store.Reset(c.Context, gitgate.Change{Enabled: &enable, Message: &msg, By: cliActor()})
+	if err != nil {
+		return err
+	}
+	ev.New = api.AuditState(st)
+	if err := audit.Open(dir).Record(ev); err != nil {
 		fmt.Fprintf(c.App.ErrWriter, "gitgate: warning: %v\n", err)
 	}
 	return status{State: st}.print(c.App.Writer, false)

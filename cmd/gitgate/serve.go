@@ -257,6 +257,11 @@ func (s *serveCmd) build(ctx context.Context) (*gate, error) {
 		return nil, err
 	}
 	g.store = gitgate.NewFileStore(s.dataDir)
+	// Record the state's version for a data dir written by an older gate,
+	// so that a state file removed from now on is seen as missing.
+	if err := g.store.Init(ctx); err != nil {
+		s.log.Error("cannot record the maintenance state version; a removed state file may go unnoticed", "err", err)
+	}
 	g.live = gitgate.NewLiveState(g.store, s.log)
 	g.live.Run(ctx, 0)
 	g.users = access.NewLive(s.dataDir, s.log)
