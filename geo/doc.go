@@ -31,9 +31,13 @@
 //
 // It answers at once when its version differs from after (or when after
 // is absent), and otherwise when the state next changes or wait runs out.
-// "reset" says the primary's version went below the secondary's (its state
-// was reset): the secondary replaces its copy. A primary that cannot read
-// its own state answers 503, never "not in maintenance".
+// "reset" says the primary's version went below the secondary's: the
+// secondary replaces its copy. Versions on the primary never go back in
+// normal operation ("gitgate maintenance reset" continues above the highest
+// version held, so a reset reaches secondaries as an ordinary newer state);
+// the flag is for a state replaced by hand with a lower version, such as a
+// restored backup. A primary that cannot read its own state (corrupt,
+// removed, unreadable in time) answers 503, never "not in maintenance".
 //
 // The secondary's [Follower] holds that poll open, resuming from the last
 // version it saw, so no change is missed across disconnections. Each new

@@ -158,25 +158,50 @@ func TestFollowerKeepsStateWhenPrimaryStateUnreadable(t *testing.T) {
 	}
 }
 
+// A removed state file on the primary does not reopen pushes anywhere: the
+// primary answers 503 and the secondary keeps its state. The admin's reset
+// continues the versions, so the secondary takes it as an ordinary newer
+// state; a state replaced by hand with a lower version still reaches the
+// secondary through the reset flag.
 func TestFollowerFollowsAReset(t *testing.T) {
 	p := startPrimaryAPI(t)
 	sec := newSite(t)
-	startFollower(t, followerOptions(t, p.url, secretEU), sec)
+	f := startFollower(t, followerOptions(t, p.url, secretEU), sec)
 	p.set(t, false)
 	on := p.set(t, true)
 	sec.waitVersion(t, on.Version)
 
-	// The primary's state file is removed: "not in maintenance", version 0.
 	if err := os.Remove(p.store.Path()); err != nil {
 		t.Fatal(err)
 	}
 	p.live.Reload()
-	if got := sec.waitVersion(t, 0); got.Enabled {
+	mustWaitFor(t, "the follower to see the 503", func() bool {
+		return strings.Contains(f.Status().LastError, "the primary cannot read its maintenance state")
+	})
+	if snap := sec.live.Current(); snap.Err != nil || snap.State != on {
+		t.Fatalf("a primary whose state file was removed changed the secondary: %+v", snap)
+	}
+
+	reset, err := p.store.Reset(context.Background(), gitgate.Change{By: "admin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.live.Reload()
+	if reset.Version <= on.Version {
+		t.Fatalf("reset to version %d, not above %d", reset.Version, on.Version)
+	}
+	if got := sec.waitVersion(t, reset.Version); got.Enabled {
 		t.Fatalf("after the reset: %+v", got)
 	}
-	again := p.set(t, true)
-	if got := sec.waitVersion(t, again.Version); !got.Enabled {
-		t.Fatalf("after the reset and a change: %+v", got)
+
+	// A lower version put in place by hand (a restored backup).
+	old := gitgate.State{Enabled: true, Version: 1, By: "backup"}
+	if _, err := p.store.Mirror(context.Background(), old, true); err != nil {
+		t.Fatal(err)
+	}
+	p.live.Reload()
+	if got := sec.waitVersion(t, old.Version); !got.Enabled {
+		t.Fatalf("after the restore: %+v", got)
 	}
 }
 

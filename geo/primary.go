@@ -50,7 +50,8 @@ type StatusResponse struct {
 	// State is the primary's maintenance state.
 	State gitgate.State `json:"state"`
 	// Reset is set when the primary's version is lower than the one the
-	// secondary said it had: the primary's state was reset, and the
+	// secondary said it had: the primary's state was replaced by a lower
+	// version (by hand; FileStore.Reset keeps versions growing), and the
 	// secondary must replace its copy (FileStore.Mirror with force).
 	Reset bool `json:"reset,omitempty"`
 }

@@ -99,7 +99,7 @@ func (s StatusSource) Load(ctx context.Context) (gitgate.State, error) {
 	if err != nil {
 		return gitgate.State{}, &StateError{Reason: ReasonStatusURLInvalid, Err: err}
 	}
-	token, err := s.token()
+	token, err := s.token(ctx)
 	if err != nil {
 		return gitgate.State{}, &StateError{Reason: ReasonTokenUnreadable, Err: err}
 	}
@@ -175,12 +175,17 @@ func parseStatusURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// token returns the token to send, reading TokenFile when Token is empty.
-func (s StatusSource) token() (string, error) {
+// maxTokenFile bounds the token file: a token is a few dozen bytes.
+const maxTokenFile = 4 << 10
+
+// token returns the token to send, reading TokenFile when Token is empty. The
+// read is bounded in size and time, and a FIFO or other special file is
+// refused.
+func (s StatusSource) token(ctx context.Context) (string, error) {
 	if s.Token != "" || s.TokenFile == "" {
 		return s.Token, nil
 	}
-	data, err := os.ReadFile(s.TokenFile)
+	data, err := atomicfile.ReadBoundedContext(ctx, s.TokenFile, maxTokenFile)
 	if err != nil {
 		return "", fmt.Errorf("read token file: %w", err)
 	}
