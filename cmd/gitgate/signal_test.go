@@ -176,3 +176,64 @@ func TestHookEndsOnSIGTERM(t *testing.T) {
 		t.Fatalf("the own hook outlived the hook: kill(%d, 0) = %v", pid, err)
 	}
 }
+
+// processGone reports whether pid has exited (gone, or a zombie no one has
+// reaped yet).
+func processGone(pid int) bool {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return true
+	}
+	// The state follows the command name in parentheses: "pid (comm) S ...".
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z' || s[i+2] == 'X'
+}
+
+// readPID waits for a PID file written by a test script, bounded.
+func readPID(t *testing.T, path string) int {
+	t.Helper()
+	for i := 0; i < 600; i++ { // bounded: 600 tries of 50ms
+		if data, err := os.ReadFile(path); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil {
+				return pid
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s never appeared", filepath.Base(path))
+	return 0
+}
+
+// The hook does not outlive the git process that runs it: when its parent
+// dies, the hook ends, and so does the repository's own hook it runs.
+func TestHookDiesWithItsParent(t *testing.T) {
+	dir := t.TempDir()
+	ownPID, hookPID := filepath.Join(dir, "own.pid"), filepath.Join(dir, "hook.pid")
+	own := filepath.Join(dir, "own-hook")
+	script := "#!/bin/sh\necho $$ > '" + ownPID + ".tmp'\nmv '" + ownPID + ".tmp' '" + ownPID + "'\nexec sleep 600\n"
+	if err := os.WriteFile(own, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// sh stands in for git: it starts the hook, then waits in sleep.
+	parent := exec.Command("sh", "-c",
+		`"$0" hook pre-receive --data-dir "$1" --chained "$2" </dev/null 2>/dev/null & echo $! > "$3"; exec sleep 600`,
+		selfAsGitgate(t), dir, own, hookPID)
+	parent.Env = append(os.Environ(), "GITGATE_DATA_DIR=")
+	if err := parent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	hook, ownHook := readPID(t, hookPID), readPID(t, ownPID)
+	t.Cleanup(func() {
+		syscall.Kill(ownHook, syscall.SIGKILL)
+		syscall.Kill(hook, syscall.SIGKILL)
+	})
+	parent.Process.Kill()
+	parent.Wait()
+	for i := 0; !processGone(hook) || !processGone(ownHook); i++ { // bounded: 600 tries of 50ms
+		if i == 600 {
+			t.Fatalf("the hook (gone: %v) or its own hook (gone: %v) outlived the parent", processGone(hook), processGone(ownHook))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
