@@ -80,6 +80,11 @@ func (l *LiveState) Reload() {
 		l.log.Error("maintenance state unreadable: refusing pushes until it is fixed", "file", l.store.Path(), "err", err)
 	case old.Err != nil:
 		l.log.Info("maintenance state readable again", "file", l.store.Path(), "enabled", st.Enabled, "version", st.Version)
+	case st.Version < old.State.Version:
+		// Reads are published in order, so the file itself went back: it
+		// was replaced by hand (a restored backup, say).
+		l.log.Warn("maintenance state version went down: the state file was replaced", "file", l.store.Path(),
+			"enabled", st.Enabled, "version", st.Version, "previous_version", old.State.Version)
 	default:
 		l.log.Info("maintenance state changed", "enabled", st.Enabled, "version", st.Version, "by", st.By, "message", st.Message)
 	}

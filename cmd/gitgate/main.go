@@ -24,9 +24,10 @@ func main() { os.Exit(gitgateMain()) }
 
 // gitgateMain runs the command line and returns the exit status.
 func gitgateMain() int {
-	// A binary installed as a repository's hooks/pre-receive runs as the hook.
+	// SIGINT and SIGTERM end ctx, which every command waits on.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// A binary installed as a repository's hooks/pre-receive runs as the hook.
 	if filepath.Base(os.Args[0]) == "pre-receive" {
 		return runPreReceiveHook(ctx, os.Args[1:])
 	}
