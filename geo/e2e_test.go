@@ -231,12 +231,10 @@ func (s *secondaryFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "HTTP Basic: Access denied", http.StatusUnauthorized)
 			return
 		}
-		if res, rerr := s.resolver.Resolve(repo); err == nil && rerr == nil {
-			op := gitgate.Operation{Service: gitgate.ReceivePack, Repo: res.Name, User: user, Transport: gitgate.TransportHTTP}
-			if s.policy.Decide(op).Allowed() {
-				s.follower.ProxyHTTPPush(w, r, user, res.Name)
-				return
-			}
+		op := gitgate.Operation{Service: gitgate.ReceivePack, Repo: repo, User: user, Transport: gitgate.TransportHTTP}
+		if _, d := s.policy.Open(r.Context(), s.resolver, &op); err == nil && d.Allowed() {
+			s.follower.ProxyHTTPPush(w, r, user, op.Repo)
+			return
 		}
 	}
 	s.git.ServeHTTP(w, r)
@@ -297,12 +295,10 @@ func sshHelper() int {
 		return 1
 	}
 	user := &gitgate.User{Name: testUser}
-	repo, err := resolver.Resolve(os.Args[2])
-	if err != nil {
-		return showRefusal(gitgate.ErrNotFound)
-	}
 	policy := &gitgate.Policy{State: live, Access: writers{}}
-	if r := policy.Decide(gitgate.Operation{Service: gitgate.ReceivePack, Repo: repo.Name, User: user, Transport: gitgate.TransportSSH}).Refusal(); r != nil {
+	op := gitgate.Operation{Service: gitgate.ReceivePack, Repo: os.Args[2], User: user, Transport: gitgate.TransportSSH}
+	repo, d := policy.Open(context.Background(), resolver, &op)
+	if r := d.Refusal(); r != nil {
 		return showRefusal(r)
 	}
 	f, err := geo.NewFollower(geo.SecondaryOptions{

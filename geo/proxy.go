@@ -44,7 +44,8 @@ var errSiteRefused = errors.New("the primary refused this site's push token")
 // /<repo>.git/info/refs?service=git-receive-pack or POST
 // /<repo>.git/git-receive-pack. The caller has authenticated user (nil:
 // anonymous) and found that this site's policy allows the push (that is,
-// this site is not in maintenance); repo is the canonical repository name.
+// this site is not in maintenance); repo is the canonical repository name
+// ([gitgate.Policy.Open]), and any other spelling is answered 404.
 //
 // The request goes to the same path on the primary with a push token for
 // user and repo in place of the client's credentials; bodies stream both
@@ -57,11 +58,11 @@ var errSiteRefused = errors.New("the primary refused this site's push token")
 // user's stored credentials, which are not at fault).
 func (f *Follower) ProxyHTTPPush(w http.ResponseWriter, r *http.Request, user *gitgate.User, repo string) {
 	endpoint, ok := receivePackEndpoint(r)
-	canon, err := gitgate.CleanName(repo)
-	if !ok || err != nil {
+	if !ok || !canonical(repo) {
 		http.Error(w, "Not Found", http.StatusNotFound)
 		return
 	}
+	canon := repo
 	log := f.log.With("repo", canon, "user", user.String(), "transport", gitgate.TransportHTTP, "endpoint", endpoint)
 	token, err := Sign(f.secret, f.node, pushClaims(user, canon), TokenTTL)
 	if err != nil {
@@ -118,10 +119,24 @@ func (f *Follower) ProxyHTTPPush(w http.ResponseWriter, r *http.Request, user *g
 }
 
 // receivePackEndpoint names the push endpoint r asks for: "info/refs"
-// (GET, service=git-receive-pack) or "git-receive-pack" (POST).
+// (GET) or "git-receive-pack" (POST). The caller has routed the request
+// already; the repository in its path is not looked at again.
 func receivePackEndpoint(r *http.Request) (string, bool) {
-	_, endpoint, ok := receivePackRepo(r)
-	return endpoint, ok
+	switch r.Method {
+	case http.MethodGet:
+		return "info/refs", true
+	case http.MethodPost:
+		return receivePackService, true
+	}
+	return "", false
+}
+
+// canonical reports whether repo is a canonical repository name, as
+// [gitgate.Policy.Open] gives: the proxy forwards the name it was given and
+// no other spelling.
+func canonical(repo string) bool {
+	c, err := gitgate.CleanName(repo)
+	return err == nil && c == repo
 }
 
 // receivePackRepo returns the repository (as written in the path) and the
@@ -182,10 +197,10 @@ func refuseHTTP(w http.ResponseWriter, status int, msg string) {
 // must be closed by the caller after ProxySSHPush returns (an SSH server
 // closes the channel), which ends the goroutine.
 func (f *Follower) ProxySSHPush(ctx context.Context, user *gitgate.User, repo, protocol string, stdin io.Reader, stdout io.Writer) error {
-	canon, err := gitgate.CleanName(repo)
-	if err != nil {
+	if !canonical(repo) {
 		return gitgate.ErrNotFound
 	}
+	canon := repo
 	log := f.log.With("repo", canon, "user", user.String(), "transport", gitgate.TransportSSH)
 	start := time.Now()
 

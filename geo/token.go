@@ -230,11 +230,14 @@ func jwtError(err error) error {
 	return fmt.Errorf("%w: %w", sentinel, err)
 }
 
-// sameRepo compares repository names in their canonical form.
-func sameRepo(a, b string) bool {
-	ca, err1 := gitgate.CleanName(a)
-	cb, err2 := gitgate.CleanName(b)
-	return err1 == nil && err2 == nil && ca == cb
+// sameRepo reports whether a request for repo (as written in its path, with
+// or without ".git") is for the token's repository claim. The claim must be a
+// canonical name and the request's name must clean to exactly it, so a token
+// is good for one repository under its one name; the primary then resolves
+// that name to the repository itself (see [gitgate.Policy.Open]).
+func sameRepo(claim, repo string) bool {
+	cr, err := gitgate.CleanName(repo)
+	return err == nil && canonical(claim) && cr == claim
 }
 
 // Reason returns the text of the sentinel err wraps, safe to send to the

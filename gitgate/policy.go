@@ -144,7 +144,7 @@ func (p *Policy) Decide(op Operation) Decision {
 	d := Decision{State: snap}
 	switch {
 	case perm < PermissionRead:
-		d.Err = invisible(op, perm)
+		d.Err = invisible(op)
 	case !op.Service.IsWrite():
 	case op.User == nil && perm < PermissionWrite:
 		d.Err = ErrAnonymousPush
@@ -161,15 +161,16 @@ func (p *Policy) Decide(op Operation) Decision {
 // Missing is the decision for a repository that does not exist. It is the
 // same as for one the user may not see, so that the gate reveals nothing.
 func (p *Policy) Missing(op Operation) Decision {
-	perm := p.Access.Permission(op.User, op.Repo)
-	return Decision{State: p.State.Current(), Err: invisible(op, perm)}
+	return Decision{State: p.State.Current(), Err: invisible(op)}
 }
 
-// invisible is the refusal for a repository that cannot be shown: an
-// anonymous client that could see nothing there is asked to sign in, anyone
-// else is told it was not found.
-func invisible(op Operation, perm Permission) error {
-	if op.User == nil && perm < PermissionRead {
+// invisible is the refusal for a repository that cannot be shown, whether it
+// is missing or hidden from the user: an anonymous client is asked to sign
+// in, anyone else is told it was not found. It depends on nothing but who
+// asks, so the answer for a hidden repository is the answer for a missing
+// one, whatever anonymous users may read next to it (as GitLab does).
+func invisible(op Operation) error {
+	if op.User == nil {
 		return ErrUnauthenticated
 	}
 	return ErrNotFound

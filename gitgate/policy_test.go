@@ -73,9 +73,11 @@ func TestPolicyMissingRevealsNothing(t *testing.T) {
 	if d := p.Missing(Operation{Service: UploadPack}); !errors.Is(d.Err, ErrUnauthenticated) {
 		t.Errorf("anonymous: %v", d.Err)
 	}
-	// Where anonymous users may read, a missing repository is just missing.
+	// Even where anonymous users may read, a missing repository asks an
+	// anonymous client to sign in, as a hidden one does: a 404 there would
+	// tell the two apart.
 	p.Access = AnonymousAccess{}
-	if d := p.Missing(Operation{Service: UploadPack}); !errors.Is(d.Err, ErrNotFound) {
+	if d := p.Missing(Operation{Service: UploadPack}); !errors.Is(d.Err, ErrUnauthenticated) {
 		t.Errorf("anonymous with public read: %v", d.Err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -19,12 +20,16 @@ const (
 	maxRepoNameDepth  = 16
 )
 
-// Errors from the resolver. Transports show both as "not found", so that a
-// client cannot tell a forbidden path from a missing repository; the wrapped
-// reason is for the logs.
+// Errors from the resolver. Transports show all of them as "not found", so
+// that a client cannot tell a refused path from a missing repository; the
+// wrapped reason is for the logs.
 var (
 	ErrInvalidRepoName = errors.New("invalid repository name")
 	ErrRepoNotFound    = errors.New("repository not found")
+	// ErrUnsafeRepo is returned for a repository that could make git work
+	// outside the root: a ".git" entry or worktree files in it, an object
+	// store or alternates outside the root.
+	ErrUnsafeRepo = errors.New("repository not served: it reaches outside the repository root")
 )
 
 // Repo is a resolved bare repository.
@@ -37,6 +42,13 @@ type Repo struct {
 
 // Resolver maps repository names from requests to bare repositories under a
 // root directory. Every name is hostile input.
+//
+// The mapping is one to one: the repository named "group/name" is the
+// directory <root>/group/name.git and nothing else (there is no fallback to
+// <root>/group/name), and a name is served only if the directory actually
+// opened, after symlinks, is that one. So a symlink inside the root that
+// points at another repository, or a spelling in another letter case on a
+// case-insensitive file system, is not a second name for it: it is not found.
 type Resolver struct {
 	root string // absolute, symlinks resolved
 }
@@ -67,10 +79,13 @@ func (r *Resolver) Root() string { return r.root }
 
 // CleanName validates a repository name as a client sends it ("group/name",
 // "group/name.git") and returns its canonical form ("group/name"). It does no
-// I/O. Each slash-separated component must be non-empty, consist of ASCII
-// letters, digits, '.', '_' and '-', and must not begin with '.' or '-'; so
-// "..", absolute paths, NUL and control bytes, option-like and hidden
-// components are all rejected.
+// I/O and is idempotent. Each slash-separated component must be non-empty,
+// consist of ASCII letters, digits, '.', '_' and '-', and must not begin with
+// '.' or '-'; so "..", absolute paths, NUL and control bytes, option-like and
+// hidden components are all rejected. One final ".git" is dropped; after
+// that no component may end in ".git" (in any letter case), since such a
+// name would be a second spelling of another repository's directory
+// ("group/secret.git.git" of "group/secret").
 func CleanName(name string) (string, error) {
 	if name == "" {
 		return "", fmt.Errorf("%w: empty", ErrInvalidRepoName)
@@ -87,6 +102,9 @@ func CleanName(name string) (string, error) {
 		if err := checkComponent(p); err != nil {
 			return "", fmt.Errorf("%w: %q: %w", ErrInvalidRepoName, name, err)
 		}
+		if hasGitSuffix(p) {
+			return "", fmt.Errorf("%w: %q: %w", ErrInvalidRepoName, name, errGitSuffix)
+		}
 	}
 	return name, nil
 }
@@ -95,6 +113,7 @@ var (
 	errEmptyComponent = errors.New("empty path component")
 	errLeadingChar    = errors.New("component begins with '.' or '-'")
 	errBadChar        = errors.New("character not allowed")
+	errGitSuffix      = errors.New(`component ends in ".git": only the last may, once`)
 )
 
 func checkComponent(p string) error {
@@ -115,25 +134,39 @@ func checkComponent(p string) error {
 	return nil
 }
 
-// Resolve finds the bare repository for a client's name. The repository lives
-// at <root>/<name>.git (or, for repositories made by other tools, at
-// <root>/<name>). The path must stay inside the root after symlinks are
-// resolved, and must be a bare repository.
+// hasGitSuffix reports whether p ends in ".git" in any letter case.
+func hasGitSuffix(p string) bool {
+	return len(p) >= 4 && strings.EqualFold(p[len(p)-4:], ".git")
+}
+
+// Resolve finds the bare repository for a client's name: the directory
+// <root>/<name>.git. It is served only if, after symlinks, it is that very
+// directory (its canonical name, derived from the real path, is the name
+// asked for), it is a bare repository, and nothing in it leads git outside
+// the root (see [ErrUnsafeRepo]).
 func (r *Resolver) Resolve(name string) (Repo, error) {
 	canon, err := CleanName(name)
 	if err != nil {
 		return Repo{}, err
 	}
-	for _, rel := range [...]string{canon + ".git", canon} {
-		path, err := r.inside(filepath.Join(r.root, filepath.FromSlash(rel)))
-		if err != nil {
-			return Repo{}, err
-		}
-		if path != "" && isBareRepo(path) {
-			return Repo{Name: canon, Path: path}, nil
-		}
+	rel := filepath.FromSlash(canon) + ".git"
+	real, err := r.inside(filepath.Join(r.root, rel))
+	if err != nil {
+		return Repo{}, err
 	}
-	return Repo{}, fmt.Errorf("%w: %s", ErrRepoNotFound, canon)
+	if real == "" || !isBareRepo(real) {
+		return Repo{}, fmt.Errorf("%w: %s", ErrRepoNotFound, canon)
+	}
+	if got, _ := filepath.Rel(r.root, real); got != rel {
+		return Repo{}, fmt.Errorf("%w: %s is another name (a symlink) for %s", ErrRepoNotFound, canon, filepath.ToSlash(got))
+	}
+	if err := r.exactCase(real, rel); err != nil {
+		return Repo{}, fmt.Errorf("%w: %s: %w", ErrRepoNotFound, canon, err)
+	}
+	if err := r.confined(real); err != nil {
+		return Repo{}, fmt.Errorf("%s: %w", canon, err)
+	}
+	return Repo{Name: canon, Path: real}, nil
 }
 
 // inside resolves symlinks in path and checks that the result is within the
@@ -146,10 +179,143 @@ func (r *Resolver) inside(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrRepoNotFound, err)
 	}
-	if real != r.root && !strings.HasPrefix(real, r.root+string(filepath.Separator)) {
+	if !r.contains(real) {
 		return "", fmt.Errorf("%w: %s leads outside the repository root", ErrInvalidRepoName, path)
 	}
 	return real, nil
+}
+
+// contains reports whether the symlink-free absolute path real is the root or
+// below it.
+func (r *Resolver) contains(real string) bool {
+	return real == r.root || strings.HasPrefix(real, r.root+string(filepath.Separator))
+}
+
+// maxDirScan bounds the entries read from one directory by exactCase.
+const maxDirScan = 1 << 16
+
+// exactCase checks, on a file system that ignores letter case, that every
+// component of rel (relative to the root) is spelled as on disk, so that
+// "Group/Secret" is not a second name for "group/secret". On a
+// case-sensitive file system it costs one failed lstat.
+func (r *Resolver) exactCase(real, rel string) error {
+	swapped := swapCase(rel)
+	if swapped == rel {
+		return nil // no letters: nothing to fold
+	}
+	other, err := os.Lstat(filepath.Join(r.root, swapped))
+	if err != nil {
+		return nil // the other spelling does not exist: case matters here
+	}
+	this, err := os.Lstat(real)
+	if err != nil || !os.SameFile(this, other) {
+		return nil
+	}
+	dir := r.root
+	for _, part := range strings.Split(rel, string(filepath.Separator)) {
+		found, err := hasEntry(dir, part)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("%q is not spelled as on disk", part)
+		}
+		dir = filepath.Join(dir, part)
+	}
+	return nil
+}
+
+// hasEntry reports whether dir has an entry spelled exactly name. It reads
+// at most maxDirScan entries.
+func hasEntry(dir, name string) (bool, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	for seen := 0; seen < maxDirScan; {
+		names, err := f.Readdirnames(1024)
+		for _, n := range names {
+			if n == name {
+				return true, nil
+			}
+		}
+		seen += len(names)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return false, nil
+			}
+			return false, err
+		}
+	}
+	return false, fmt.Errorf("%s has more than %d entries", dir, maxDirScan)
+}
+
+func swapCase(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		switch {
+		case 'a' <= c && c <= 'z':
+			b[i] = c - 'a' + 'A'
+		case 'A' <= c && c <= 'Z':
+			b[i] = c - 'A' + 'a'
+		}
+	}
+	return string(b)
+}
+
+// maxAlternatesSize bounds the objects/info/alternates file read by confined.
+const maxAlternatesSize = 64 << 10
+
+// confined checks that git, started on the bare repository at real, stays
+// inside the root. git's upload-archive and receive-pack (which have no
+// --strict) would open <repo>/.git first if it existed, and a gitfile or
+// symlink there can point anywhere; "commondir" and "gitdir" make a
+// worktree-style git dir that borrows another repository's refs and
+// objects. None of those may exist. The object store and the refs must
+// resolve inside the root, and so must every alternate object store: an
+// alternate elsewhere would let a fetch read, and a push build on, objects
+// of a repository the gate does not guard.
+func (r *Resolver) confined(real string) error {
+	for _, name := range [...]string{".git", "commondir", "gitdir"} {
+		if _, err := os.Lstat(filepath.Join(real, name)); err == nil || !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w: it holds %q", ErrUnsafeRepo, name)
+		}
+	}
+	objects := filepath.Join(real, "objects")
+	for _, dir := range [...]string{objects, filepath.Join(real, "refs")} {
+		if p, err := filepath.EvalSymlinks(dir); err != nil || !r.contains(p) {
+			return fmt.Errorf("%w: %s is outside the root", ErrUnsafeRepo, filepath.Base(dir))
+		}
+	}
+	f, err := os.Open(filepath.Join(objects, "info", "alternates"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: alternates: %w", ErrUnsafeRepo, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxAlternatesSize+1))
+	if err != nil || len(data) > maxAlternatesSize {
+		return fmt.Errorf("%w: alternates unreadable or larger than %d bytes", ErrUnsafeRepo, maxAlternatesSize)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		if line[0] == '"' { // a C-quoted path: not worth parsing, refuse
+			return fmt.Errorf("%w: quoted path in alternates", ErrUnsafeRepo)
+		}
+		if !filepath.IsAbs(line) {
+			line = filepath.Join(objects, line)
+		}
+		if p, err := filepath.EvalSymlinks(line); err != nil || !r.contains(p) {
+			return fmt.Errorf("%w: alternate object store %s is missing or outside the root", ErrUnsafeRepo, line)
+		}
+	}
+	return nil
 }
 
 // isBareRepo checks, as git does, that dir has HEAD, objects/ and refs/. It
@@ -195,9 +361,9 @@ func (r *Resolver) Create(ctx context.Context, name string) (Repo, error) {
 	return r.Resolve(canon)
 }
 
-// List returns every bare repository under the root, sorted by name. It does
-// not follow symlinks and skips directories whose names a client could not
-// ask for.
+// List returns every bare repository under the root that [Resolver.Resolve]
+// serves, sorted by name. It does not follow symlinks and skips directories
+// whose names a client could not ask for.
 func (r *Resolver) List(ctx context.Context) ([]Repo, error) {
 	var repos []Repo
 	err := filepath.WalkDir(r.root, func(path string, d fs.DirEntry, err error) error {
@@ -215,8 +381,11 @@ func (r *Resolver) List(ctx context.Context) ([]Repo, error) {
 			return filepath.SkipDir
 		}
 		if isBareRepo(path) {
-			if canon, err := CleanName(filepath.ToSlash(rel)); err == nil {
-				repos = append(repos, Repo{Name: canon, Path: path})
+			// Only what a client could be served, under its one name.
+			if name, ok := strings.CutSuffix(filepath.ToSlash(rel), ".git"); ok {
+				if repo, err := r.Resolve(name); err == nil && repo.Path == path {
+					repos = append(repos, repo)
+				}
 			}
 			return filepath.SkipDir
 		}

@@ -51,15 +51,7 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 		Transport:  gitgate.TransportHTTP,
 		RemoteAddr: r.RemoteAddr,
 	}
-	repo, err := s.cfg.Resolver.Resolve(rt.repo)
-	var decision gitgate.Decision
-	if err != nil {
-		decision = s.cfg.Policy.Missing(op)
-		log.Info("repository not served", "repo", rt.repo, "user", user.String(), "err", err)
-	} else {
-		op.Repo = repo.Name
-		decision = s.cfg.Policy.Decide(op)
-	}
+	repo, decision := s.cfg.Policy.Open(r.Context(), s.cfg.Resolver, &op)
 	log = log.With("repo", op.Repo, "user", user.String())
 	if refusal := decision.Refusal(); refusal != nil {
 		log.Info("operation refused", "reason", refusal.Message, "cause", refusal.Cause)

@@ -197,24 +197,17 @@ func (s *Server) gateSession(ctx context.Context, sess *session, op *gitgate.Ope
 	if err != nil {
 		return sess.fail(exitUsage, commandMessage(err)), err
 	}
-	op.Service, op.Repo = cmd.Service, cmd.Name
+	op.Service, op.Repo = cmd.Service, cmd.Path
 	protocol, err := gitgate.ParseProtocol(sess.protocol)
 	if err != nil {
 		return sess.fail(exitUsage, invalidProtocolMessage), err
 	}
 
-	repo, resolveErr := s.cfg.Resolver.Resolve(cmd.Path)
-	var d gitgate.Decision
-	if resolveErr != nil {
-		d = s.cfg.Policy.Missing(*op)
-	} else {
-		op.Repo = repo.Name
-		d = s.cfg.Policy.Decide(*op)
-	}
+	repo, d := s.cfg.Policy.Open(ctx, s.cfg.Resolver, op)
 	if r := d.Refusal(); r != nil {
 		s.cfg.Tracker.Refused(*op, r)
-		if resolveErr != nil {
-			return sess.refuse(r), fmt.Errorf("%w: %w", r, resolveErr)
+		if r.Cause != nil {
+			return sess.refuse(r), fmt.Errorf("%w: %w", r, r.Cause)
 		}
 		return sess.refuse(r), r
 	}
