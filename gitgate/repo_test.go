@@ -12,12 +12,12 @@ import (
 
 func TestCleanName(t *testing.T) {
 	valid := map[string]string{
-		"name":              "name",
-		"name.git":          "name",
-		"group/name.git":    "group/name",
-		"group/sub/name":    "group/sub/name",
-		"a_b-c.d/e.gitx":    "a_b-c.d/e.gitx",
-		"git/x.github":      "git/x.github",
+		"name":           "name",
+		"name.git":       "name",
+		"group/name.git": "group/name",
+		"group/sub/name": "group/sub/name",
+		"a_b-c.d/e.gitx": "a_b-c.d/e.gitx",
+		"git/x.github":   "git/x.github",
 	}
 	for in, want := range valid {
 		if got, err := CleanName(in); err != nil || got != want {
