@@ -111,6 +111,12 @@ func (r *Runner) command(ctx context.Context, inv Invocation) *exec.Cmd {
 		args = append(args, "-c", kv)
 	}
 	args = append(args, inv.Op.Service.Subcommand())
+	if inv.Op.Service == UploadPack {
+		// Serve the directory itself, never <dir>/.git. receive-pack and
+		// upload-archive have no --strict: the Resolver refuses repositories
+		// that hold a .git.
+		args = append(args, "--strict")
+	}
 	if inv.StatelessRPC {
 		args = append(args, "--stateless-rpc")
 	}
