@@ -119,6 +119,7 @@ func (g *e2eTool) token(t *testing.T, user string, args ...string) (secret, id s
 type e2eGate struct {
 	*e2eTool
 	httpHost string // 127.0.0.1:PORT
+	sshHost  string // 127.0.0.1:PORT
 	logPath  string
 }
 
@@ -144,14 +145,18 @@ func (g *e2eTool) serve(t *testing.T) *e2eGate {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	hostc := make(chan string, 1)
+	hostc := make(chan [2]string, 1)
 	done := make(chan error, 1)
 	go func() {
-		re := regexp.MustCompile(`^http: listening on http://(\S+)`)
+		re := regexp.MustCompile(`^(http|ssh): listening on (?:http://|ssh://git@)(\S+)`)
 		sc := bufio.NewScanner(stdout)
+		var hosts [2]string // http, ssh: ssh is printed last
 		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				hostc <- m[1]
+			if m := re.FindStringSubmatch(sc.Text()); m != nil && m[1] == "http" {
+				hosts[0] = m[2]
+			} else if m != nil {
+				hosts[1] = m[2]
+				hostc <- hosts
 			}
 		}
 		close(hostc)
@@ -172,12 +177,12 @@ func (g *e2eTool) serve(t *testing.T) *e2eGate {
 		}
 	})
 	select {
-	case host, ok := <-hostc:
+	case hosts, ok := <-hostc:
 		if !ok {
 			log, _ := os.ReadFile(logPath)
 			t.Fatalf("gate exited before listening:\n%s", log)
 		}
-		return &e2eGate{e2eTool: g, httpHost: host, logPath: logPath}
+		return &e2eGate{e2eTool: g, httpHost: hosts[0], sshHost: hosts[1], logPath: logPath}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("gate did not print its HTTP address within 30s")
 	}
