@@ -56,8 +56,11 @@ func TestHostilePathsLookLikeMissingRepos(t *testing.T) {
 	if status, _ := rawGet(t, g, "GET", "/repo.git"+q, ""); status != http.StatusOK {
 		t.Fatalf("control request: status %d", status)
 	}
-	notFound := gitgate.NotFoundMessage + "\n"
+	// This gate has no users: an anonymous client is asked to sign in for
+	// anything it cannot be shown, missing or refused alike.
+	notFound := gitgate.UnauthenticatedMessage + "\n"
 	for _, path := range []string{
+		"/repo.git.git", // a second spelling of repo
 		"/missing.git",
 		"/group/link.git", // symlink leading outside the root
 		"/group/link",     //
@@ -76,8 +79,8 @@ func TestHostilePathsLookLikeMissingRepos(t *testing.T) {
 		"/" + strings.Repeat("a", 2000) + ".git",
 	} {
 		status, body := rawGet(t, g, "GET", path+q, "")
-		if status != http.StatusNotFound || body != notFound {
-			t.Errorf("GET %s: %d %q, want 404 %q", path, status, body, notFound)
+		if status != http.StatusUnauthorized || body != notFound {
+			t.Errorf("GET %s: %d %q, want 401 %q", path, status, body, notFound)
 		}
 	}
 }
