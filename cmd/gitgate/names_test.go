@@ -61,7 +61,31 @@ func TestRepositoryNames(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "group", "escape.git", ".git"), []byte("gitdir: "+victim+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A push killed long ago left its quarantine behind; the gate sweeps
+	// such leftovers at start.
+	stale := filepath.Join(root, "group", "public.git", "objects", "tmp_objdir-incoming-Xy12Zw")
+	if err := os.MkdirAll(filepath.Join(stale, "pack"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(stale, "pack", "tmp_pack_abc"), []byte("PACK"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{filepath.Join(stale, "pack", "tmp_pack_abc"), filepath.Join(stale, "pack"), stale} {
+		old := time.Now().Add(-25 * time.Hour)
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
 	gate := g.serve(t)
+	t.Run("stale quarantine", func(t *testing.T) {
+		for range 1000 {
+			if _, err := os.Stat(stale); errors.Is(err, os.ErrNotExist) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Errorf("the gate left the stale push quarantine %s", stale)
+	})
 	tmp := t.TempDir()
 	sshCmd := func(user string) string {
 		return "ssh -F /dev/null -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR -i " + keys[user]

@@ -234,6 +234,9 @@ func (s *serveCmd) Execute(ctx context.Context) error {
 	default:
 		servers = append(servers, run)
 	}
+	// Stale push quarantines: swept now and every hour.
+	cleaner := &gitgate.QuarantineCleaner{Resolver: g.resolver, Log: s.log}
+	servers = append(servers, cleaner.Run)
 
 	s.log.Info("gitgate started", "http", httpLn.Addr().String(), "repos", g.resolver.Root(), "data_dir", s.dataDir)
 	err = runAll(ctx, servers)
