@@ -30,7 +30,9 @@ type Command struct {
 	// Path is the repository path as the client sent it, without the
 	// quotes and without a leading "/" or "~/": "group/name.git".
 	Path string
-	// Name is the canonical repository name: "group/name".
+	// Name is Path in canonical form ([gitgate.CleanName]): "group/name".
+	// Which repository that is, if any, is decided by [gitgate.Policy.Open]
+	// on Path.
 	Name string
 }
 
