@@ -253,3 +253,18 @@ func FuzzCleanName(f *testing.F) {
 		}
 	})
 }
+
+// The exact-case check used on case-insensitive file systems: an entry
+// matches only as spelled on disk.
+func TestHasEntryIsExact(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "Group"), 0o755)
+	for name, want := range map[string]bool{"Group": true, "group": false, "GROUP": false, "Group.git": false} {
+		if got, err := hasEntry(dir, name); err != nil || got != want {
+			t.Errorf("hasEntry(%q) = %v, %v; want %v", name, got, err, want)
+		}
+	}
+	if got := swapCase("Group/a.git-1"); got != "gROUP/A.GIT-1" {
+		t.Errorf("swapCase = %q", got)
+	}
+}
