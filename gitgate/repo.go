@@ -365,7 +365,33 @@ func (r *Resolver) Create(ctx context.Context, name string) (Repo, error) {
 // serves, sorted by name. It does not follow symlinks and skips directories
 // whose names a client could not ask for.
 func (r *Resolver) List(ctx context.Context) ([]Repo, error) {
+	repos, _, err := r.scan(ctx)
+	return repos, err
+}
+
+// Unserved is a bare repository under the root that no name reaches.
+type Unserved struct {
+	// Path is relative to the root, slash-separated.
+	Path string
+	// Reason says why Resolve does not serve it.
+	Reason error
+}
+
+// Unserved lists the bare repositories under the root (symlinks not
+// followed, hidden directories skipped) that [Resolver.Resolve] does not
+// serve under any name: a directory without ".git" at the end, a name
+// with a second ".git", a repository that reaches outside the root. An
+// administrator should rename or repair them.
+func (r *Resolver) Unserved(ctx context.Context) ([]Unserved, error) {
+	_, unserved, err := r.scan(ctx)
+	return unserved, err
+}
+
+// scan walks the root for bare repositories and sorts them into served and
+// not served.
+func (r *Resolver) scan(ctx context.Context) ([]Repo, []Unserved, error) {
 	var repos []Repo
+	var unserved []Unserved
 	err := filepath.WalkDir(r.root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -380,20 +406,31 @@ func (r *Resolver) List(ctx context.Context) ([]Repo, error) {
 		if checkComponent(d.Name()) != nil {
 			return filepath.SkipDir
 		}
-		if isBareRepo(path) {
-			// Only what a client could be served, under its one name.
-			if name, ok := strings.CutSuffix(filepath.ToSlash(rel), ".git"); ok {
-				if repo, err := r.Resolve(name); err == nil && repo.Path == path {
-					repos = append(repos, repo)
-				}
-			}
-			return filepath.SkipDir
+		if !isBareRepo(path) {
+			return nil
 		}
-		return nil
+		// Only what a client could be served, under its one name.
+		name, ok := strings.CutSuffix(filepath.ToSlash(rel), ".git")
+		var repo Repo
+		switch {
+		case !ok:
+			err = errors.New(`the directory name does not end in ".git"`)
+		default:
+			repo, err = r.Resolve(name)
+		}
+		if err == nil && repo.Path != path {
+			err = fmt.Errorf("served as %s", repo.Path)
+		}
+		if err == nil {
+			repos = append(repos, repo)
+		} else {
+			unserved = append(unserved, Unserved{Path: filepath.ToSlash(rel), Reason: err})
+		}
+		return filepath.SkipDir
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list repositories: %w", err)
+		return nil, nil, fmt.Errorf("list repositories: %w", err)
 	}
 	sort.Slice(repos, func(i, j int) bool { return repos[i].Name < repos[j].Name })
-	return repos, nil
+	return repos, unserved, nil
 }

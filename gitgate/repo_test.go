@@ -151,6 +151,10 @@ func TestResolverOneNamePerRepository(t *testing.T) {
 	if got := strings.Join(names, ","); got != "group/secret,real" {
 		t.Errorf("List = %s", got)
 	}
+	unserved, err := r.Unserved(ctx)
+	if err != nil || len(unserved) != 1 || unserved[0].Path != "plain" || unserved[0].Reason == nil {
+		t.Errorf("Unserved = %+v, %v; want plain", unserved, err)
+	}
 }
 
 // A repository whose git dir leads out of the root (a .git gitfile or
@@ -207,6 +211,9 @@ func TestResolverRefusesRepositoriesThatEscape(t *testing.T) {
 			}
 			if repos, _ := r.List(context.Background()); len(repos) != 0 {
 				t.Errorf("List = %+v", repos)
+			}
+			if u, _ := r.Unserved(context.Background()); len(u) != 1 || u[0].Path != "group/repo.git" || !errors.Is(u[0].Reason, ErrUnsafeRepo) {
+				t.Errorf("Unserved = %+v", u)
 			}
 		})
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -77,6 +78,9 @@ func TestRepositoryNames(t *testing.T) {
 		}
 	}
 	gate := g.serve(t)
+	t.Run("unserved repositories logged", func(t *testing.T) {
+		gate.awaitLog(t, regexp.MustCompile(`level=WARN msg="repository not served" path=group/escape.git reason=".*reaches outside the repository root: it holds \\".git\\""`))
+	})
 	t.Run("stale quarantine", func(t *testing.T) {
 		for range 1000 {
 			if _, err := os.Stat(stale); errors.Is(err, os.ErrNotExist) {

@@ -286,7 +286,26 @@ func (s *serveCmd) build(ctx context.Context) (*gate, error) {
 			return nil, err
 		}
 	}
+	s.warnUnserved(ctx, g.resolver)
 	return g, nil
+}
+
+// warnUnserved logs the bare repositories under the root that no name
+// reaches (at most 100 of them), so that an administrator can rename or
+// repair them.
+func (s *serveCmd) warnUnserved(ctx context.Context, resolver *gitgate.Resolver) {
+	unserved, err := resolver.Unserved(ctx)
+	if err != nil {
+		s.log.Warn("cannot look for unserved repositories", "err", err)
+		return
+	}
+	for i, u := range unserved {
+		if i == 100 {
+			s.log.Warn("more repositories not served", "count", len(unserved)-i)
+			break
+		}
+		s.log.Warn("repository not served", "path", u.Path, "reason", u.Reason)
+	}
 }
 
 // installAllHooks puts the pre-receive hook into every repository served, so
