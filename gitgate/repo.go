@@ -342,10 +342,14 @@ func (r *Resolver) Create(ctx context.Context, name string) (Repo, error) {
 	if err != nil {
 		return Repo{}, err
 	}
-	if _, err := r.Resolve(canon); err == nil {
+	_, rerr := r.Resolve(canon)
+	if rerr == nil {
 		return Repo{}, fmt.Errorf("repository %s already exists", canon)
 	}
 	path := filepath.Join(r.root, filepath.FromSlash(canon)+".git")
+	if _, err := os.Lstat(path); err == nil {
+		return Repo{}, fmt.Errorf("create %s: %s exists but is not served: %w", canon, path, rerr)
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return Repo{}, fmt.Errorf("create %s: %w", canon, err)
 	}

@@ -212,6 +212,9 @@ func TestResolverRefusesRepositoriesThatEscape(t *testing.T) {
 			if repos, _ := r.List(context.Background()); len(repos) != 0 {
 				t.Errorf("List = %+v", repos)
 			}
+			if _, err := r.Create(context.Background(), "group/repo"); !errors.Is(err, ErrUnsafeRepo) {
+				t.Errorf("Create over it = %v; want ErrUnsafeRepo", err)
+			}
 			if u, _ := r.Unserved(context.Background()); len(u) != 1 || u[0].Path != "group/repo.git" || !errors.Is(u[0].Reason, ErrUnsafeRepo) {
 				t.Errorf("Unserved = %+v", u)
 			}
