@@ -131,6 +131,12 @@ func (a *API) putSettings(w http.ResponseWriter, r *http.Request) {
 	old := a.cfg.Live.Current().State
 	change.By = user.Name
 	st, err := a.cfg.Store.Apply(r.Context(), change)
+	// A fenced store that timed out waiting for ref updates in flight did
+	// change the state: record it, then report the timeout.
+	var fenceErr *gitgate.FenceTimeoutError
+	if errors.As(err, &fenceErr) {
+		err = nil
+	}
 	if err != nil {
 		a.log.Error("settings change failed", "user", user.Name, "err", err)
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"message": "500 Internal Server Error"})
@@ -146,6 +152,11 @@ func (a *API) putSettings(w http.ResponseWriter, r *http.Request) {
 		}); err != nil {
 			a.log.Error("audit log write failed", "err", err)
 		}
+	}
+	if fenceErr != nil {
+		a.log.Error("maintenance enabled, but ref updates are still in flight", "user", user.Name, "err", fenceErr)
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"message": fenceErr.Summary()})
+		return
 	}
 	a.writeSettings(w, http.StatusOK)
 }

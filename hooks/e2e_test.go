@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/gitgate/gitgate/hooks"
@@ -105,18 +106,16 @@ func TestFailOpenAcceptsPushWhenStateUnreadable(t *testing.T) {
 // file, on a host that does not share the data dir.
 func TestPushWithStatusURL(t *testing.T) {
 	const token = "glpat-secret"
-	answer := make(chan string, 1)
+	// Both hooks ask (pre-receive, then reference-transaction when the refs
+	// are committed): every request gets the current answer.
+	var answer atomic.Value
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/api/v4/application/settings" || r.Header.Get(hooks.TokenHeader) != token {
 			http.Error(w, `{"message":"401 Unauthorized"}`, http.StatusUnauthorized)
 			return
 		}
-		select {
-		case body := <-answer:
-			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprint(w, body)
-		case <-r.Context().Done():
-		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, answer.Load())
 	}))
 	defer srv.Close()
 	tokenFile := filepath.Join(t.TempDir(), "token")
@@ -127,17 +126,17 @@ func TestPushWithStatusURL(t *testing.T) {
 	f := newFixture(t)
 	f.install(hooks.Script{StatusURL: srv.URL + "/api/v4/application/settings", TokenFile: tokenFile})
 
-	answer <- `{"maintenance_mode":true,"maintenance_mode_message":null,"signup_enabled":false}`
+	answer.Store(`{"maintenance_mode":true,"maintenance_mode_message":null,"signup_enabled":false}`)
 	stderr, err := f.push(f.bare)
 	f.assertRefused(stderr, err, remoteMaintenance, "")
 
-	answer <- `{"maintenance_mode":false,"maintenance_mode_message":"back soon"}`
+	answer.Store(`{"maintenance_mode":false,"maintenance_mode_message":"back soon"}`)
 	stderr, err = f.push(f.bare)
 	f.assertAccepted(stderr, err)
 	before := f.head()
 	f.commit("second")
 
-	answer <- `{"signup_enabled":false}`
+	answer.Store(`{"signup_enabled":false}`)
 	stderr, err = f.push(f.bare)
 	f.assertRefused(stderr, err, failClosedLine(hooks.ReasonStatusAnswer), before)
 
@@ -164,7 +163,9 @@ func TestOwnHookIsChainedAndRestored(t *testing.T) {
 		fmt.Fprintf(&refs, "create refs/tags/t%04d %s\n", i, commit)
 	}
 	f.gitStdin(f.work, refs.String(), "update-ref", "--stdin")
-	_, stderr, err := f.run(f.work, nil, "push", f.bare, "main", "refs/tags/*")
+	// Atomic: one ref transaction, so the reference-transaction hook runs
+	// twice, not twice per ref.
+	_, stderr, err := f.run(f.work, nil, "push", "--atomic", f.bare, "main", "refs/tags/*")
 	f.assertAccepted(stderr, err)
 	if !hasLine(stderr, "remote: own hook ran") {
 		t.Errorf("own hook did not run:\n%s", stderr)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/gitgate/gitgate/gitgate"
@@ -58,7 +59,15 @@ type Script struct {
 // binary, which runs the repository's own hook (kept next to the script,
 // with ChainedSuffix) after a successful check. Paths must be absolute and
 // values free of control characters; each is single-quoted for sh.
-func (s Script) Render() ([]byte, error) {
+func (s Script) Render() ([]byte, error) { return s.RenderHook(HookName) }
+
+// RenderHook returns the script for the hook name: HookName or
+// TxnHookName. The reference-transaction script passes git's argument (the
+// transaction's state) on after "--".
+func (s Script) RenderHook(name string) ([]byte, error) {
+	if name != HookName && name != TxnHookName {
+		return nil, fmt.Errorf("hook script: unknown hook %q", name)
+	}
 	if err := checkAbs("gitgate binary", s.Binary); err != nil {
 		return nil, err
 	}
@@ -93,9 +102,13 @@ func (s Script) Render() ([]byte, error) {
 	b.WriteString("#!/bin/sh\n")
 	b.WriteString(Marker + "\n")
 	b.WriteString("# \"gitgate hooks uninstall\" removes it and puts back the repository's own\n")
-	b.WriteString("# hook, which runs after the check from " + HookName + ChainedSuffix + ".\n")
-	fmt.Fprintf(&b, "exec %s hook %s %s --chained \"$0%s\"\n",
-		shQuote(s.Binary), HookName, strings.Join(args, " "), ChainedSuffix)
+	b.WriteString("# hook, which runs after the check from " + name + ChainedSuffix + ".\n")
+	tail := ""
+	if name == TxnHookName {
+		tail = ` -- "$@"`
+	}
+	fmt.Fprintf(&b, "exec %s hook %s %s --chained \"$0%s\"%s\n",
+		shQuote(s.Binary), name, strings.Join(args, " "), ChainedSuffix, tail)
 	return b.Bytes(), nil
 }
 
@@ -171,35 +184,84 @@ type Status struct {
 	Chained bool
 }
 
-// Installer puts one hook script into repositories.
+// HookNames are the hooks an [Installer] installs: pre-receive refuses a
+// push before any ref is touched; reference-transaction checks again when
+// refs are committed, and lets enabling maintenance wait for updates that
+// passed (see [ReferenceTransaction]).
+var HookNames = []string{HookName, TxnHookName}
+
+// Installer puts gitgate's hook scripts into repositories.
 type Installer struct {
-	script []byte
-	binary string
+	scripts map[string][]byte // by hook name
+	binary  string
 }
 
 // NewInstaller renders s once for every repository it installs into.
 func NewInstaller(s Script) (*Installer, error) {
-	script, err := s.Render()
-	if err != nil {
-		return nil, err
+	in := &Installer{scripts: make(map[string][]byte), binary: s.Binary}
+	for _, name := range HookNames {
+		script, err := s.RenderHook(name)
+		if err != nil {
+			return nil, err
+		}
+		in.scripts[name] = script
 	}
-	return &Installer{script: script, binary: s.Binary}, nil
+	return in, nil
 }
 
-// Script returns the hook script the installer writes.
-func (in *Installer) Script() []byte { return bytes.Clone(in.script) }
+// Script returns the pre-receive script the installer writes.
+func (in *Installer) Script() []byte { return bytes.Clone(in.scripts[HookName]) }
 
-// Install makes gitDir's hooks/pre-receive the gitgate hook. A pre-receive
-// hook that is not gitgate's is kept under ChainedSuffix and run after the
-// check; gitgate's own hook is rewritten only when it differs, so running
-// Install again changes nothing. Install never overwrites a kept hook: when
-// a foreign hook and a kept one both exist, it fails and changes nothing.
+// HookScript returns the script the installer writes for the hook name.
+func (in *Installer) HookScript(name string) []byte { return bytes.Clone(in.scripts[name]) }
+
+// Install makes gitDir's hooks/pre-receive and hooks/reference-transaction
+// gitgate's. A hook that is not gitgate's is kept under ChainedSuffix and
+// run after the check; gitgate's own hook is rewritten only when it
+// differs, so running Install again changes nothing. Install never
+// overwrites a kept hook: when a foreign hook and a kept one both exist, it
+// fails. The outcome sums up both hooks.
 func (in *Installer) Install(gitDir string) (Outcome, error) {
 	dir := filepath.Join(gitDir, "hooks")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("create hooks dir: %w", err)
 	}
-	hook, chained := hookPaths(gitDir)
+	var outcomes []Outcome
+	for _, name := range HookNames {
+		o, err := in.installOne(gitDir, name)
+		if err != nil {
+			return "", err
+		}
+		outcomes = append(outcomes, o)
+	}
+	return sumOutcomes(outcomes), nil
+}
+
+// sumOutcomes is one repository's outcome for several hooks: chained if any
+// hook was kept, unchanged or installed if all were, else updated.
+func sumOutcomes(outs []Outcome) Outcome {
+	all := func(o Outcome) bool {
+		for _, x := range outs {
+			if x != o {
+				return false
+			}
+		}
+		return true
+	}
+	switch {
+	case slices.Contains(outs, InstalledChained):
+		return InstalledChained
+	case all(Unchanged):
+		return Unchanged
+	case all(Installed):
+		return Installed
+	}
+	return Updated
+}
+
+func (in *Installer) installOne(gitDir, name string) (Outcome, error) {
+	script := in.scripts[name]
+	hook, chained := hookPaths(gitDir, name)
 	cur, err := readHook(hook, in.binary)
 	if err != nil {
 		return "", err
@@ -207,7 +269,7 @@ func (in *Installer) Install(gitDir string) (Outcome, error) {
 	outcome := Installed
 	switch cur.kind {
 	case hookOurs:
-		if bytes.Equal(cur.data, in.script) && cur.mode&0o111 != 0 {
+		if bytes.Equal(cur.data, script) && cur.mode&0o111 != 0 {
 			return Unchanged, nil
 		}
 		outcome = Updated
@@ -221,9 +283,9 @@ func (in *Installer) Install(gitDir string) (Outcome, error) {
 			if errors.Is(err, fs.ErrExist) {
 				return "", fmt.Errorf("%s and %s both exist and neither is gitgate's hook: move one of them away first", hook, chained)
 			}
-			return "", fmt.Errorf("keep the existing pre-receive hook: %w", err)
+			return "", fmt.Errorf("keep the existing %s hook: %w", name, err)
 		}
-		if err := atomicfile.Write(hook, in.script, hookMode); err != nil {
+		if err := atomicfile.Write(hook, script, hookMode); err != nil {
 			os.Remove(chained) // the foreign hook is still in place
 			return "", fmt.Errorf("write %s: %w", hook, err)
 		}
@@ -235,7 +297,7 @@ func (in *Installer) Install(gitDir string) (Outcome, error) {
 			outcome = InstalledChained
 		}
 	}
-	if err := atomicfile.Write(hook, in.script, hookMode); err != nil {
+	if err := atomicfile.Write(hook, script, hookMode); err != nil {
 		return "", fmt.Errorf("write %s: %w", hook, err)
 	}
 	return outcome, nil
@@ -264,9 +326,28 @@ func (in *Installer) InstallAll(ctx context.Context, repos []gitgate.Repo, log *
 	return errors.Join(errs...)
 }
 
-// Inspect reports whether gitDir has the hook this installer writes.
+// Inspect reports whether gitDir has the hooks this installer writes. The
+// state is the pre-receive hook's, but an installed pre-receive hook
+// without an up-to-date reference-transaction hook is outdated. Chained is
+// true when either hook kept the repository's own.
 func (in *Installer) Inspect(gitDir string) (Status, error) {
-	hook, chained := hookPaths(gitDir)
+	st, err := in.inspectOne(gitDir, HookName)
+	if err != nil {
+		return Status{}, err
+	}
+	txn, err := in.inspectOne(gitDir, TxnHookName)
+	if err != nil {
+		return Status{}, err
+	}
+	if st.State == HookInstalled && txn.State != HookInstalled {
+		st.State = HookOutdated
+	}
+	st.Chained = st.Chained || txn.Chained
+	return st, nil
+}
+
+func (in *Installer) inspectOne(gitDir, name string) (Status, error) {
+	hook, chained := hookPaths(gitDir, name)
 	cur, err := readHook(hook, in.binary)
 	if err != nil {
 		return Status{}, err
@@ -281,7 +362,7 @@ func (in *Installer) Inspect(gitDir string) (Status, error) {
 		st.State = HookOutdated
 	case hookOurs:
 		st.State = HookOutdated
-		if bytes.Equal(cur.data, in.script) && cur.mode&0o111 != 0 {
+		if bytes.Equal(cur.data, in.scripts[name]) && cur.mode&0o111 != 0 {
 			st.State = HookInstalled
 		}
 	}
@@ -294,11 +375,25 @@ func (in *Installer) Inspect(gitDir string) (Status, error) {
 	return st, nil
 }
 
-// Uninstall removes gitgate's hook from gitDir and puts the repository's own
-// hook back, if one was kept. A pre-receive hook that is not gitgate's is
-// left alone.
+// Uninstall removes gitgate's hooks from gitDir and puts the repository's
+// own hooks back, if they were kept. A hook that is not gitgate's is left
+// alone.
 func Uninstall(gitDir string) (Outcome, error) {
-	hook, chained := hookPaths(gitDir)
+	outcome := NotInstalled
+	for _, name := range HookNames {
+		o, err := uninstallOne(gitDir, name)
+		if err != nil {
+			return "", err
+		}
+		if o == Restored || (o == Removed && outcome == NotInstalled) {
+			outcome = o
+		}
+	}
+	return outcome, nil
+}
+
+func uninstallOne(gitDir, name string) (Outcome, error) {
+	hook, chained := hookPaths(gitDir, name)
 	cur, err := readHook(hook, "")
 	if err != nil {
 		return "", err
@@ -332,10 +427,10 @@ func Uninstall(gitDir string) (Outcome, error) {
 	return NotInstalled, nil
 }
 
-// hookPaths returns the paths of the pre-receive hook and of the kept one.
+// hookPaths returns the paths of the hook name and of the kept one.
 // core.hooksPath is not consulted: the gate's repositories use hooks/.
-func hookPaths(gitDir string) (hook, chained string) {
-	hook = filepath.Join(gitDir, "hooks", HookName)
+func hookPaths(gitDir, name string) (hook, chained string) {
+	hook = filepath.Join(gitDir, "hooks", name)
 	return hook, hook + ChainedSuffix
 }
 

@@ -90,9 +90,13 @@ func TestInstallIsIdempotent(t *testing.T) {
 	if fi, err := os.Stat(hook); err != nil || fi.Mode().Perm() != 0o755 {
 		t.Fatalf("hook mode: %v, %v; want 0755", fi.Mode(), err)
 	}
+	txn := filepath.Join(filepath.Dir(hook), hooks.TxnHookName)
+	if got, err := os.ReadFile(txn); err != nil || !bytes.Equal(got, in.HookScript(hooks.TxnHookName)) {
+		t.Fatalf("%s is %q (%v), want the script", hooks.TxnHookName, got, err)
+	}
 	entries, _ := os.ReadDir(filepath.Dir(hook))
-	if len(entries) != 1 {
-		t.Errorf("hooks dir holds %d entries, want only %s", len(entries), hooks.HookName)
+	if len(entries) != 2 {
+		t.Errorf("hooks dir holds %d entries, want only %s and %s", len(entries), hooks.HookName, hooks.TxnHookName)
 	}
 
 	// Another binary or data dir: the script is rewritten, never chained.

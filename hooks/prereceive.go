@@ -155,7 +155,7 @@ func PreReceive(ctx context.Context, opts Options, stdin io.Reader, stdout, stde
 		fmt.Fprintln(stderr, gitgate.MaintenanceMessage)
 		return 1
 	}
-	return runChained(ctx, opts.Chained, stdin, stdout, stderr)
+	return runChained(ctx, opts.Chained, nil, stdin, stdout, stderr)
 }
 
 // loadState reads the state from src and explains any failure.
@@ -177,10 +177,10 @@ func loadState(ctx context.Context, src StateLoader) (gitgate.State, *StateError
 	return gitgate.State{}, se
 }
 
-// runChained runs the repository's own pre-receive hook and returns its exit
+// runChained runs the repository's own hook with args and returns its exit
 // status. When stdin is an *os.File (git's pipe) the hook inherits it as is;
 // otherwise os/exec streams it through.
-func runChained(ctx context.Context, path string, stdin io.Reader, stdout, stderr io.Writer) int {
+func runChained(ctx context.Context, path string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if path == "" {
 		return 0
 	}
@@ -200,7 +200,7 @@ func runChained(ctx context.Context, path string, stdin io.Reader, stdout, stder
 	case !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0:
 		return 0 // git ignores a hook that is not an executable file
 	}
-	cmd := exec.CommandContext(ctx, path)
+	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	err = cmd.Run()
 	var exit *exec.ExitError

@@ -35,6 +35,48 @@ func runPreReceiveHook(ctx context.Context, args []string) int {
 	return exitCode(os.Stderr, run(ctx, os.Stdout, os.Stderr, argv))
 }
 
+// hookFlags are the flags of both hook subcommands: where the state is read,
+// and the repository's own hook to chain.
+func hookFlags(name string) []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{
+			Name:    "data-dir",
+			Usage:   "the gate's data dir, to read the maintenance state from",
+			EnvVars: []string{gitgate.EnvDataDir},
+		},
+		&cli.StringFlag{
+			Name:    "status-url",
+			Usage:   "a running gate's `URL` of GET /api/v4/application/settings, to read the state from instead",
+			EnvVars: []string{envHookStatusURL},
+		},
+		&cli.StringFlag{
+			Name:    "token",
+			Usage:   "admin `TOKEN` for --status-url, sent as PRIVATE-TOKEN (prefer the environment or --token-file)",
+			EnvVars: []string{envHookToken},
+		},
+		&cli.StringFlag{
+			Name:    "token-file",
+			Usage:   "`FILE` holding the token for --status-url",
+			EnvVars: []string{envHookTokenFile},
+		},
+		&cli.DurationFlag{
+			Name:    "timeout",
+			Usage:   "how long to wait for --status-url",
+			Value:   hooks.DefaultStatusTimeout,
+			EnvVars: []string{envHookTimeout},
+		},
+		&cli.BoolFlag{
+			Name:    "fail-open",
+			Usage:   "let pushes through when the state cannot be read (default: refuse them)",
+			EnvVars: []string{envHookFailOpen},
+		},
+		&cli.StringFlag{
+			Name:  "chained",
+			Usage: "`PATH` of the repository's own " + name + " hook, run after a successful check",
+		},
+	}
+}
+
 func hookCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "hook",
@@ -50,43 +92,7 @@ func hookCommand() *cli.Command {
 				"on SIGINT or SIGTERM, and when the git process that runs it dies. After a successful\n" +
 				"check it runs the --chained hook, if that exists, with the same stdin, and\n" +
 				"exits with its status.",
-			Flags: []cli.Flag{
-				&cli.StringFlag{
-					Name:    "data-dir",
-					Usage:   "the gate's data dir, to read the maintenance state from",
-					EnvVars: []string{gitgate.EnvDataDir},
-				},
-				&cli.StringFlag{
-					Name:    "status-url",
-					Usage:   "a running gate's `URL` of GET /api/v4/application/settings, to read the state from instead",
-					EnvVars: []string{envHookStatusURL},
-				},
-				&cli.StringFlag{
-					Name:    "token",
-					Usage:   "admin `TOKEN` for --status-url, sent as PRIVATE-TOKEN (prefer the environment or --token-file)",
-					EnvVars: []string{envHookToken},
-				},
-				&cli.StringFlag{
-					Name:    "token-file",
-					Usage:   "`FILE` holding the token for --status-url",
-					EnvVars: []string{envHookTokenFile},
-				},
-				&cli.DurationFlag{
-					Name:    "timeout",
-					Usage:   "how long to wait for --status-url",
-					Value:   hooks.DefaultStatusTimeout,
-					EnvVars: []string{envHookTimeout},
-				},
-				&cli.BoolFlag{
-					Name:    "fail-open",
-					Usage:   "let pushes through when the state cannot be read (default: refuse them)",
-					EnvVars: []string{envHookFailOpen},
-				},
-				&cli.StringFlag{
-					Name:  "chained",
-					Usage: "`PATH` of the repository's own pre-receive hook, run after a successful check",
-				},
-			},
+			Flags: hookFlags(hooks.HookName),
 			Action: func(c *cli.Context) error {
 				if c.Args().Present() {
 					return usageError{fmt.Errorf("hook %s takes no arguments", hooks.HookName)}
@@ -101,6 +107,42 @@ func hookCommand() *cli.Command {
 					Chained:  c.String("chained"),
 				}
 				return exitStatus(hooks.PreReceive(c.Context, opts, c.App.Reader, c.App.Writer, c.App.ErrWriter))
+			},
+		}, {
+			Name:      hooks.TxnHookName,
+			Usage:     "check the state again when a push commits its refs, and register the update",
+			ArgsUsage: "prepared|committed|aborted",
+			Description: "Git runs it at each step of a ref transaction. For a push (git receive-pack),\n" +
+				"in \"prepared\" it first registers the update in <data-dir>/" + gitgate.TxnDirName + ", then reads\n" +
+				"the state: in maintenance mode, or when the state cannot be read (unless\n" +
+				"--fail-open), it prints the refusal and exits 1, so git aborts the update.\n" +
+				"\"committed\" and \"aborted\" remove the registration. \"maintenance enable\" waits\n" +
+				"for the registered updates, so no ref changes once it has returned. Other\n" +
+				"git commands (gc, pack-refs, fetch) and processes with " + gitgate.EnvReplication + "=1 (the\n" +
+				"gate's own replication) are not checked. With --status-url the state is\n" +
+				"checked, but nothing is registered: enable cannot wait for those updates.\n" +
+				"The --chained hook, if it exists, runs after a successful check.",
+			Flags: hookFlags(hooks.TxnHookName),
+			Action: func(c *cli.Context) error {
+				if c.NArg() != 1 {
+					return usageError{fmt.Errorf("hook %s takes one argument, the transaction state", hooks.TxnHookName)}
+				}
+				src := hookStateSource(c)
+				gitPID := os.Getppid()
+				opts := hooks.TxnOptions{
+					Source:   src,
+					FailOpen: c.Bool("fail-open"),
+					Chained:  c.String("chained"),
+					GitPID:   gitPID,
+					Fenced:   hooks.IsFenced(gitPID, os.Getenv),
+				}
+				if d, ok := src.(hooks.DataDirSource); ok {
+					opts.TxnDir = filepath.Join(d.Dir, gitgate.TxnDirName)
+				}
+				if wd, err := os.Getwd(); err == nil {
+					opts.Info = wd
+				}
+				return exitStatus(hooks.ReferenceTransaction(c.Context, opts, c.Args().First(), c.App.Reader, c.App.Writer, c.App.ErrWriter))
 			},
 		}},
 	}

@@ -49,11 +49,15 @@ func maintenanceCommand() *cli.Command {
 			{
 				Name:  "enable",
 				Usage: "enter read-only maintenance mode: pushes are refused, clones and fetches go on",
-				Description: "With --wait, returns only when no push is running any more through the gate\n" +
+				Description: "Returns once no ref can change any more: pushes that passed their check just\n" +
+					"before the switch and are committing their refs are waited for (at most\n" +
+					"--fence-timeout; then it fails, listing them, with maintenance enabled).\n" +
+					"With --wait, returns only when no push is running any more through the gate\n" +
 					"(or fails after --timeout, listing what still runs): then it is safe to start\n" +
 					"the maintenance work.",
 				Flags: append(remoteFlags(),
 					&cli.StringFlag{Name: "message", Usage: "banner text shown in status and the API (at most 255 characters)"},
+					fenceTimeoutFlag(),
 					&cli.BoolFlag{Name: "wait", Usage: "wait until no push is in flight"},
 					&cli.DurationFlag{Name: "timeout", Usage: "with --wait: give up after this long", Value: 10 * time.Minute},
 				),
@@ -184,13 +188,16 @@ func changeMaintenance(c *cli.Context, enable bool, message *string) error {
 	if err := refuseOnSecondary(dir); err != nil {
 		return err
 	}
-	store := localStore(c, dir)
+	store := &gitgate.FencedStore{Store: localStore(c, dir), TxnDir: filepath.Join(dir, gitgate.TxnDirName), Timeout: c.Duration("fence-timeout")}
 	old, err := store.Load(c.Context)
 	if err != nil {
 		return err
 	}
+	// On enable, Apply returns once the ref updates that passed the check
+	// before the switch are done; a timeout still changed the state.
 	st, err := store.Apply(c.Context, gitgate.Change{Enabled: &enable, Message: message, By: cliActor()})
-	if err != nil {
+	var fenceErr *gitgate.FenceTimeoutError
+	if err != nil && !errors.As(err, &fenceErr) {
 		return err
 	}
 	if err := audit.Open(dir).Record(audit.Event{
@@ -199,7 +206,21 @@ func changeMaintenance(c *cli.Context, enable bool, message *string) error {
 	}); err != nil {
 		fmt.Fprintf(c.App.ErrWriter, "gitgate: warning: %v\n", err)
 	}
-	return status{State: st}.print(c.App.Writer, false)
+	if perr := (status{State: st}).print(c.App.Writer, false); perr != nil {
+		return perr
+	}
+	return err
+}
+
+// fenceTimeoutFlag bounds how long enabling maintenance waits for the ref
+// updates that passed their check before the switch.
+func fenceTimeoutFlag() cli.Flag {
+	return &cli.DurationFlag{
+		Name:    "fence-timeout",
+		Usage:   "how long enabling maintenance waits for ref updates that passed their check before the switch",
+		Value:   gitgate.DefaultFenceTimeout,
+		EnvVars: []string{"GITGATE_FENCE_TIMEOUT"},
+	}
 }
 
 // localStore is the data dir's state store, saying on stderr when it waits

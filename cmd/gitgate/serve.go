@@ -91,6 +91,7 @@ func serveCommand() *cli.Command {
 				Value:   10,
 				EnvVars: []string{"GITGATE_SIGNIN_MAX_FAILURES"},
 			},
+			fenceTimeoutFlag(),
 			&cli.BoolFlag{
 				Name:    "no-hooks",
 				Usage:   "do not install the pre-receive hook into the repositories at start",
@@ -134,6 +135,7 @@ func serveCommand() *cli.Command {
 				grace:             c.Duration("shutdown-grace"),
 				git:               c.String("git"),
 				installHooks:      !c.Bool("no-hooks"),
+				fenceTimeout:      c.Duration("fence-timeout"),
 				log:               log,
 				stdout:            c.App.Writer,
 			}
@@ -154,6 +156,7 @@ type serveCmd struct {
 	grace         time.Duration
 	git           string
 	installHooks  bool
+	fenceTimeout  time.Duration
 	geo           geoOptions
 	// trustedProxies may name the client (X-Forwarded-For, PROXY header).
 	trustedProxies    *access.TrustedProxies
@@ -169,6 +172,7 @@ type gate struct {
 	runner   *gitgate.Runner
 	live     *gitgate.LiveState
 	store    *gitgate.FileStore
+	fenced   *gitgate.FencedStore // store, waiting for ref updates in flight on enable
 	users    *access.Live
 	policy   *gitgate.Policy
 	tracker  *gitgate.Tracker
@@ -265,6 +269,7 @@ func (s *serveCmd) build(ctx context.Context) (*gate, error) {
 	if err := g.store.Init(ctx); err != nil {
 		s.log.Error("cannot record the maintenance state version; a removed state file may go unnoticed", "err", err)
 	}
+	g.fenced = &gitgate.FencedStore{Store: g.store, TxnDir: filepath.Join(s.dataDir, gitgate.TxnDirName), Timeout: s.fenceTimeout}
 	g.live = gitgate.NewLiveState(g.store, s.log)
 	g.live.Run(ctx, 0)
 	g.users = access.NewLive(s.dataDir, s.log)
@@ -355,7 +360,7 @@ func (s *serveCmd) httpServer(g *gate) (*httpgit.Server, error) {
 		return nil, err
 	}
 	admin := api.New(api.Config{
-		Auth: auth, Store: g.store, Live: g.live, Tracker: g.tracker, Audit: g.audit, Log: s.log,
+		Auth: auth, Store: g.fenced, Live: g.live, Tracker: g.tracker, Audit: g.audit, Log: s.log,
 		ReadOnly: g.geo.readOnly, Extra: g.geo.settingsExtra,
 	})
 	g.geo.handlers(admin.Handle, admin.RequireAdmin)
@@ -455,7 +460,7 @@ func (s *serveCmd) socketServer(g *gate) (func(context.Context) error, error) {
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
 	h := api.New(api.Config{
-		Auth: localAdmin{}, Store: g.store, Live: g.live, Tracker: g.tracker, Audit: g.audit,
+		Auth: localAdmin{}, Store: g.fenced, Live: g.live, Tracker: g.tracker, Audit: g.audit,
 		ReadOnly: g.geo.readOnly, Extra: g.geo.settingsExtra, Transport: "socket", Log: s.log,
 	})
 	return func(ctx context.Context) error { return serveHTTP(ctx, ln, h) }, nil

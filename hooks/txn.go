@@ -1,0 +1,208 @@
+package hooks
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/gitgate/gitgate/gitgate"
+)
+
+// TxnHookName is the hook git runs at each step of a ref transaction:
+// "prepared" (refs locked, not yet written: a non-zero exit aborts the
+// transaction), then "committed" or "aborted".
+const TxnHookName = "reference-transaction"
+
+// States of a ref transaction, the hook's argument.
+const (
+	TxnPrepared  = "prepared"
+	TxnCommitted = "committed"
+	TxnAborted   = "aborted"
+)
+
+// TxnNotRegisteredMessage is printed when a push's ref update cannot be
+// registered with the gate (the data dir's transaction directory is not
+// writable): without that, enabling maintenance could not wait for it.
+const TxnNotRegisteredMessage = "Git push is not allowed because the update cannot be registered with the maintenance gate."
+
+// maxTxnInput bounds what the hook reads of the ref list git writes on its
+// stdin when no chained hook takes it: the hook does not need it, but reads
+// it so that git never blocks on a full pipe. Beyond this git sees a closed
+// pipe, which it ignores for this hook.
+const maxTxnInput = 64 << 20
+
+// maxCmdline bounds what is read of the git process's command line.
+const maxCmdline = 64 << 10
+
+// TxnOptions configure one run of the reference-transaction hook.
+type TxnOptions struct {
+	// Source is where the maintenance state comes from; nil means not
+	// configured (the state is unreadable).
+	Source StateLoader
+	// TxnDir is the gate's ref transaction directory (data dir/txn).
+	// Empty with a status URL: the transaction is checked, but enabling
+	// maintenance cannot wait for it.
+	TxnDir string
+	// FailOpen lets the update through when the state cannot be read or
+	// the transaction cannot be registered.
+	FailOpen bool
+	// Chained is the repository's own reference-transaction hook, run
+	// after the check with the same argument and stdin.
+	Chained string
+	// GitPID is the git process that runs the transaction: the hook's
+	// parent, since the installed script execs the gitgate binary.
+	GitPID int
+	// Fenced says whether the transaction is checked at all: a push's
+	// (git receive-pack), and not the gate's own replication. Local
+	// commands (git gc, pack-refs, update-ref by an admin) go through in
+	// maintenance. See [IsFenced].
+	Fenced bool
+	// Info describes the transaction in the marker (the repository).
+	Info string
+}
+
+// ReferenceTransaction runs the reference-transaction hook for state and
+// returns its exit status.
+//
+// In "prepared" a fenced transaction is first registered (a marker in
+// TxnDir), then the state is read: in maintenance mode, or when it cannot be
+// read, the hook prints the refusal and returns 1, so git aborts the
+// transaction (git then runs the hook again with "aborted", which removes
+// the marker). In "committed" and "aborted" it removes one marker of the
+// git process. The chained hook, if any, runs after a successful check
+// with the same argument and stdin, and its status is returned in
+// "prepared" (git ignores it in the other states).
+func ReferenceTransaction(ctx context.Context, opts TxnOptions, state string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if opts.Fenced {
+		switch state {
+		case TxnPrepared:
+			if code := checkTxn(ctx, opts, stderr); code != 0 {
+				io.CopyN(io.Discard, stdin, maxTxnInput)
+				return code
+			}
+		case TxnCommitted, TxnAborted:
+			if opts.TxnDir != "" {
+				if err := gitgate.ReleaseTxn(opts.TxnDir, opts.GitPID); err != nil {
+					// The marker goes stale when git exits; enable then
+					// stops waiting for it.
+					fmt.Fprintln(stderr, "warning: the gate's record of this ref update could not be removed.")
+				}
+			}
+		}
+	}
+	if opts.Chained != "" {
+		return runChained(ctx, opts.Chained, []string{state}, stdin, stdout, stderr)
+	}
+	io.CopyN(io.Discard, stdin, maxTxnInput)
+	return 0
+}
+
+// checkTxn registers the transaction, then reads the state. The order is
+// what makes the fence hold: see package gitgate's fence.go.
+func checkTxn(ctx context.Context, opts TxnOptions, stderr io.Writer) int {
+	if opts.TxnDir != "" {
+		_, err := gitgate.RegisterTxn(opts.TxnDir, opts.GitPID, opts.Info)
+		switch {
+		case err == nil:
+		case !opts.FailOpen:
+			fmt.Fprintln(stderr, TxnNotRegisteredMessage)
+			return 1
+		default:
+			fmt.Fprintf(stderr, "%s: %s.\n", FailOpenWarning, "the update cannot be registered with the gate")
+		}
+	}
+	st, serr := loadState(ctx, opts.Source)
+	code := 0
+	switch {
+	case serr != nil && !opts.FailOpen:
+		fmt.Fprintf(stderr, "%s: %s.\n", StateUnreadableMessage, serr.Reason)
+		code = 1
+	case serr != nil:
+		fmt.Fprintf(stderr, "%s: %s.\n", FailOpenWarning, serr.Reason)
+	case st.Enabled:
+		fmt.Fprintln(stderr, gitgate.MaintenanceMessage)
+		code = 1
+	}
+	// On refusal the marker stays: git runs the hook with "aborted" next,
+	// which removes it (and dies right after, so it cannot go stale for
+	// long). Removing it here too would count one release twice.
+	return code
+}
+
+// IsFenced reports whether the ref transactions of the git process pid are
+// checked: those of a push (git receive-pack, whatever server started it),
+// unless env says it is the gate's own replication
+// ([gitgate.EnvReplication]=1). When the process cannot be inspected it is
+// taken for a push (fail closed). env is looked up like os.Getenv.
+func IsFenced(pid int, env func(string) string) bool {
+	if env(gitgate.EnvReplication) == "1" {
+		return false
+	}
+	cmdline, err := readCmdline(pid)
+	if err != nil {
+		return true
+	}
+	return isReceivePack(cmdline)
+}
+
+func readCmdline(pid int) ([]string, error) {
+	f, err := os.Open(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxCmdline))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) == 0 {
+		return nil, errors.New("empty command line")
+	}
+	return split0(data), nil
+}
+
+func split0(data []byte) []string {
+	var out []string
+	for _, a := range bytes.Split(bytes.TrimSuffix(data, []byte{0}), []byte{0}) {
+		out = append(out, string(a))
+	}
+	return out
+}
+
+// isReceivePack reports whether a command line runs git receive-pack:
+// "git-receive-pack ..." or "git [options] receive-pack ...".
+func isReceivePack(args []string) bool {
+	if len(args) == 0 {
+		return true
+	}
+	switch base := filepath.Base(args[0]); {
+	case base == "git-receive-pack":
+		return true
+	case base == "git":
+	case strings.HasPrefix(base, "git-"):
+		return false // another git program (git-upload-pack...)
+	default:
+		// Not git: the hook's parent is always the git process that runs
+		// the transaction, so this is unexpected. Take it for a push.
+		return true
+	}
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		switch a {
+		case "-c", "-C", "--git-dir", "--work-tree", "--namespace", "--exec-path", "--super-prefix", "--config-env", "--list-cmds":
+			i++ // the option's value
+			continue
+		}
+		if len(a) > 0 && a[0] == '-' {
+			continue
+		}
+		return a == "receive-pack"
+	}
+	return false
+}
