@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/gitgate/gitgate/gitgate"
@@ -200,6 +202,96 @@ func TestPushRacingTheSwitchIsRefusedInProtocol(t *testing.T) {
 	}
 	if got := gittest.MustGit(t, g.env, bare, "rev-parse", "main"); got != before {
 		t.Errorf("main moved to %s", got)
+	}
+}
+
+// A push larger than http.postBuffer (1 MiB) starts with a probe POST
+// holding only "0000". When maintenance is switched on between the ref
+// advertisement and the probe, the probe is answered as git-http-backend
+// answers it (200, empty result), so that git sends the real request and
+// the user sees the message and the rejected ref, not "RPC failed; HTTP
+// 403" and "Everything up-to-date".
+func TestLargePushRacingTheSwitchShowsTheMessage(t *testing.T) {
+	g := startGate(t, gateOptions{anonymousPush: true})
+	bare, before := gittest.BareRepoWithCommit(t, g.env, g.root, "repo")
+	target, _ := url.Parse(g.url)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var mu sync.Mutex
+	var posts []int64 // Content-Length of each POST (-1: chunked)
+	front := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/git-receive-pack") {
+			mu.Lock()
+			posts = append(posts, r.ContentLength)
+			mu.Unlock()
+			g.setMaintenance(t, true)
+		}
+		proxy.ServeHTTP(w, r)
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go front.Serve(ln)
+	defer front.Close()
+
+	work := t.TempDir()
+	gittest.MustGit(t, g.env, work, "clone", "-q", "http://"+ln.Addr().String()+"/repo.git", ".")
+	big := make([]byte, 2<<20) // incompressible: the pack stays over 1 MiB
+	if _, err := rand.Read(big); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(work, "big"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gittest.MustGit(t, g.env, work, "add", "big")
+	gittest.MustGit(t, g.env, work, "commit", "-q", "-m", "large and racing")
+	res := gittest.Git(t, g.env, work, "push", "origin", "main")
+	if res.Err == nil {
+		t.Fatalf("push succeeded:\n%s", res.Stderr)
+	}
+	mu.Lock()
+	if len(posts) != 2 || posts[0] != int64(len("0000")) {
+		t.Errorf("POST content lengths %v, want a 4-byte probe then the push", posts)
+	}
+	mu.Unlock()
+	for _, line := range []string{
+		"remote: " + gitgate.MaintenanceMessage,
+		" ! [remote rejected] main -> main (read-only maintenance mode)\n",
+	} {
+		if !strings.Contains(res.Stderr, line) {
+			t.Errorf("stderr lacks %q:\n%s", line, res.Stderr)
+		}
+	}
+	for _, bad := range []string{"RPC failed", "Everything up-to-date"} {
+		if strings.Contains(res.Stderr, bad) {
+			t.Errorf("stderr has %q:\n%s", bad, res.Stderr)
+		}
+	}
+	if got := gittest.MustGit(t, g.env, bare, "rev-parse", "main"); got != before {
+		t.Errorf("main moved to %s", got)
+	}
+}
+
+// The probe alone, in maintenance and out of it: what git-http-backend
+// answers (200, no-cache, the result content type, no body).
+func TestProbeAnsweredAsGitHTTPBackend(t *testing.T) {
+	g := startGate(t, gateOptions{anonymousPush: true})
+	gittest.BareRepoWithCommit(t, g.env, g.root, "repo")
+	for _, on := range []bool{false, true} {
+		g.setMaintenance(t, on)
+		req, _ := http.NewRequest("POST", g.url+"/repo.git/git-receive-pack", strings.NewReader("0000"))
+		req.Header.Set("Content-Type", "application/x-git-receive-pack-request")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || len(body) != 0 ||
+			resp.Header.Get("Content-Type") != "application/x-git-receive-pack-result" ||
+			resp.Header.Get("Cache-Control") != "no-cache, max-age=0, must-revalidate" {
+			t.Errorf("maintenance %v: %d %v %q", on, resp.StatusCode, resp.Header, body)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package httpgit
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"log/slog"
@@ -54,16 +55,23 @@ var errNoReport = errors.New("client asked for no status report")
 
 // refuseReceivePack reads the push's commands, discards the pack that
 // follows, and answers with a report that rejects every ref with the
-// refusal message shown on git's progress channel ("remote: ..."). It writes
-// nothing and returns an error when the request cannot be answered that way.
+// refusal message shown on git's progress channel ("remote: ..."). git's
+// probe request (see [isProbe]) is answered as git-http-backend answers it,
+// so that the real request follows and gets that report. It writes nothing
+// and returns an error when the request cannot be answered that way.
 func refuseReceivePack(w http.ResponseWriter, r *http.Request, msg string) error {
 	body, err := requestBody(r)
 	if err != nil {
 		return err
 	}
 	defer body.Close()
+	br := bufio.NewReader(body)
+	if isProbe(br) {
+		answerProbe(w)
+		return nil
+	}
 	req := packp.NewReferenceUpdateRequest()
-	if err := req.Decode(body); err != nil {
+	if err := req.Decode(br); err != nil {
 		return err
 	}
 	caps := req.Capabilities
@@ -72,7 +80,7 @@ func refuseReceivePack(w http.ResponseWriter, r *http.Request, msg string) error
 	}
 	// The client sends the pack in the same request; read it to the end so
 	// that it then reads our answer instead of failing on a reset connection.
-	if _, err := io.Copy(io.Discard, body); err != nil {
+	if _, err := io.Copy(io.Discard, br); err != nil {
 		return err
 	}
 
