@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -33,12 +34,20 @@ var gitConfig = []string{
 	"receive.advertisePushOptions=true",  // git push -o
 }
 
+// DefaultPushFinishTimeout is how long a push may go on after its client
+// has gone (see [Invocation.Stop]).
+const DefaultPushFinishTimeout = 3 * time.Minute
+
 // Runner starts the real git binary for a service. It is the one place that
 // knows git's command line and environment; every transport goes through it.
 type Runner struct {
 	gitPath string
 	dataDir string
 	baseEnv []string
+
+	// PushFinishTimeout bounds how long a push goes on after its client
+	// has gone; zero means DefaultPushFinishTimeout.
+	PushFinishTimeout time.Duration
 }
 
 // NewRunner returns a runner for the git binary at gitPath (looked up in PATH
@@ -79,6 +88,14 @@ type Invocation struct {
 	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
+
+	// Stop, when set on a push (receive-pack, not AdvertiseRefs), is the
+	// server's hard stop, and the push outlives the client: when Run's ctx
+	// ends (the client hung up, after the report say) git goes on, with
+	// its output discarded, until it exits, PushFinishTimeout has passed,
+	// or Stop ends. Once a push's data is in, its ref updates and its
+	// post-receive work (replication events) must not be cut short.
+	Stop context.Context
 }
 
 // ExitError is returned by Run when git ran and exited with a non-zero status.
@@ -91,8 +108,18 @@ func (e *ExitError) Error() string { return fmt.Sprintf("git exited with status 
 // process group gets SIGTERM and, after DefaultKillDelay, SIGKILL; the
 // process is always reaped before Run returns.
 func (r *Runner) Run(ctx context.Context, inv Invocation) error {
-	cmd := r.command(ctx, inv)
+	runCtx := ctx
+	if inv.Stop != nil && inv.Op.Service == ReceivePack && !inv.AdvertiseRefs {
+		var cancel context.CancelFunc
+		runCtx, cancel = r.detach(ctx, inv.Stop)
+		defer cancel()
+		// A client that is gone fails every write; git must not see that
+		// (it would die of SIGPIPE or EPIPE in its post-receive hook).
+		inv.Stdout, inv.Stderr = drainOnError(inv.Stdout), drainOnError(inv.Stderr)
+	}
+	cmd := r.command(runCtx, inv)
 	err := cmd.Run()
+	ctx = runCtx
 	var exit *exec.ExitError
 	switch {
 	case err == nil:
@@ -103,6 +130,61 @@ func (r *Runner) Run(ctx context.Context, inv Invocation) error {
 		return fmt.Errorf("git %s %s: %w", inv.Op.Service.Subcommand(), inv.Repo.Name, context.Cause(ctx))
 	}
 	return fmt.Errorf("git %s %s: %w", inv.Op.Service.Subcommand(), inv.Repo.Name, err)
+}
+
+// detach returns a context for a push's git process that does not end with
+// the client's ctx, but PushFinishTimeout after it, or with stop.
+func (r *Runner) detach(ctx, stop context.Context) (context.Context, context.CancelFunc) {
+	finish := r.PushFinishTimeout
+	if finish <= 0 {
+		finish = DefaultPushFinishTimeout
+	}
+	run, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stopStop := context.AfterFunc(stop, func() { cancel(context.Cause(stop)) })
+	var timer *time.Timer
+	var mu sync.Mutex
+	stopCtx := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		timer = time.AfterFunc(finish, func() {
+			cancel(fmt.Errorf("push still running %s after its client left: %w", finish, context.DeadlineExceeded))
+		})
+	})
+	return run, func() {
+		stopStop()
+		stopCtx()
+		mu.Lock()
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancel(nil)
+	}
+}
+
+// errorDrain passes writes on until the first error, then discards them
+// and reports success, so that the writer's reader goes on reading.
+type errorDrain struct {
+	w      io.Writer
+	failed bool
+}
+
+func drainOnError(w io.Writer) io.Writer {
+	if w == nil {
+		return nil
+	}
+	return &errorDrain{w: w}
+}
+
+func (d *errorDrain) Write(p []byte) (int, error) {
+	if !d.failed {
+		n, err := d.w.Write(p)
+		if err == nil {
+			return n, nil
+		}
+		d.failed = true
+	}
+	return len(p), nil
 }
 
 func (r *Runner) command(ctx context.Context, inv Invocation) *exec.Cmd {

@@ -30,6 +30,7 @@ type testGate struct {
 type gateOptions struct {
 	anonymousPush bool
 	grace         time.Duration
+	tracker       *gitgate.Tracker // nil: none
 }
 
 func startGate(t *testing.T, opts gateOptions) *testGate {
@@ -58,6 +59,7 @@ func startGate(t *testing.T, opts gateOptions) *testGate {
 		Runner:   runner,
 		Auth:     httpgit.Anonymous{},
 		Ready:    func(context.Context) error { return live.Current().Err },
+		Tracker:  opts.tracker,
 		Log:      log,
 	})
 	if err != nil {

@@ -161,6 +161,9 @@ func (s *Server) rpc(w http.ResponseWriter, r *http.Request, inv gitgate.Invocat
 func (s *Server) runGit(r *http.Request, out *responseStream, inv gitgate.Invocation, log *slog.Logger) result {
 	stderr := &tailBuffer{max: 2048}
 	inv.Stdout, inv.Stderr = out, stderr
+	// A push goes on if the client hangs up once its data is in; the
+	// server's hard stop still ends it.
+	inv.Stop = s.hardStop
 	err := s.cfg.Runner.Run(r.Context(), inv)
 	if err == nil {
 		return result{http.StatusOK, out.n, false}

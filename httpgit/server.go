@@ -65,6 +65,9 @@ type Server struct {
 	log          *slog.Logger
 	mux          *http.ServeMux
 	shuttingDown atomic.Bool
+	// hardStop ends when Serve's grace period is over: pushes outlive
+	// their client, not the server. Set by Serve before it accepts.
+	hardStop context.Context
 }
 
 // New returns a Server for cfg.
@@ -115,6 +118,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration) error {
 	hardStop, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancel(nil)
+	s.hardStop = hardStop
 	srv := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 30 * time.Second,

@@ -253,6 +253,9 @@ func (s *Server) runGit(ctx context.Context, sess *session, inv gitgate.Invocati
 	defer stdin.Close()
 	inv.Stdin = stdin
 	inv.Stderr = activityWriter{sess.ch.Stderr(), sess.conn}
+	// A push goes on if the client hangs up once its data is in (its
+	// outcome is git's); closing the server still ends it.
+	inv.Stop = s.base
 	return s.cfg.Runner.Run(ctx, inv)
 }
 

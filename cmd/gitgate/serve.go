@@ -92,6 +92,12 @@ func serveCommand() *cli.Command {
 				EnvVars: []string{"GITGATE_SIGNIN_MAX_FAILURES"},
 			},
 			fenceTimeoutFlag(),
+			&cli.DurationFlag{
+				Name:    "push-finish-timeout",
+				Usage:   "how long a push whose client hung up may go on (ref updates, post-receive hook)",
+				Value:   gitgate.DefaultPushFinishTimeout,
+				EnvVars: []string{"GITGATE_PUSH_FINISH_TIMEOUT"},
+			},
 			&cli.BoolFlag{
 				Name:    "no-hooks",
 				Usage:   "do not install the pre-receive hook into the repositories at start",
@@ -136,6 +142,7 @@ func serveCommand() *cli.Command {
 				git:               c.String("git"),
 				installHooks:      !c.Bool("no-hooks"),
 				fenceTimeout:      c.Duration("fence-timeout"),
+				pushFinish:        c.Duration("push-finish-timeout"),
 				log:               log,
 				stdout:            c.App.Writer,
 			}
@@ -157,6 +164,7 @@ type serveCmd struct {
 	git           string
 	installHooks  bool
 	fenceTimeout  time.Duration
+	pushFinish    time.Duration
 	geo           geoOptions
 	// trustedProxies may name the client (X-Forwarded-For, PROXY header).
 	trustedProxies    *access.TrustedProxies
@@ -263,6 +271,7 @@ func (s *serveCmd) build(ctx context.Context) (*gate, error) {
 	if g.runner, err = gitgate.NewRunner(s.git, s.dataDir); err != nil {
 		return nil, err
 	}
+	g.runner.PushFinishTimeout = s.pushFinish
 	g.store = gitgate.NewFileStore(s.dataDir)
 	// Record the state's version for a data dir written by an older gate,
 	// so that a state file removed from now on is seen as missing.
