@@ -20,14 +20,14 @@ import (
 // serveInProcess runs "gitgate serve" in this process on loopback ports and
 // returns its HTTP base URL. Hooks are not installed: they would run this
 // test binary.
-func serveInProcess(t *testing.T, dataDir string) string {
+func serveInProcess(t *testing.T, dataDir string, serveArgs ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, pw, io.Discard, []string{"gitgate", "--data-dir", dataDir, "--log-level", "error",
-			"serve", "--http-listen", "127.0.0.1:0", "--ssh-listen", "", "--no-hooks"})
+		done <- run(ctx, pw, io.Discard, append([]string{"gitgate", "--data-dir", dataDir, "--log-level", "error",
+			"serve", "--http-listen", "127.0.0.1:0", "--ssh-listen", "", "--no-hooks"}, serveArgs...))
 		pw.Close()
 	}()
 	t.Cleanup(func() {

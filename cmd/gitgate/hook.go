@@ -210,29 +210,31 @@ func hooksCommand() *cli.Command {
 	}
 	return &cli.Command{
 		Name:  "hooks",
-		Usage: "install, remove or check the pre-receive hook in the repositories",
-		Description: "The hook refuses pushes during maintenance mode whatever way they reach the\n" +
-			"repositories (git daemon, git-shell, a local push...). A pre-receive hook that is\n" +
-			"already there is kept and runs after the check; uninstall puts it back.\n" +
+		Usage: "install, remove or check the pre-receive and reference-transaction hooks in the repositories",
+		Description: "The hooks refuse pushes during maintenance mode whatever way they reach the\n" +
+			"repositories (git daemon, git-shell, a local push...); the reference-transaction\n" +
+			"hook checks again when refs are committed, so that \"maintenance enable\" can\n" +
+			"wait for the updates already past the check. A hook that is already there is\n" +
+			"kept and runs after the check; uninstall puts it back.\n" +
 			"Without REPO arguments, every repository under the root is concerned.",
 		Subcommands: []*cli.Command{
 			{
 				Name:      "install",
-				Usage:     "install the hook (again: it is rewritten only where it changed)",
+				Usage:     "install the hooks (again: they are rewritten only where they changed)",
 				ArgsUsage: "[REPO...]",
 				Flags:     scriptFlags,
 				Action:    hooksInstall,
 			},
 			{
 				Name:      "uninstall",
-				Usage:     "remove the hook and restore the repository's own pre-receive hook",
+				Usage:     "remove the hooks and restore the repository's own ones",
 				ArgsUsage: "[REPO...]",
 				Flags:     []cli.Flag{rootFlag},
 				Action:    hooksUninstall,
 			},
 			{
 				Name:      "status",
-				Usage:     "show whether each repository has the hook that install would write",
+				Usage:     "show whether each repository has the hooks that install would write",
 				ArgsUsage: "[REPO...]",
 				Flags: append(scriptFlags, &cli.BoolFlag{
 					Name:  "check",

@@ -39,9 +39,10 @@ func serveCommand() *cli.Command {
 		Description: "Serves the bare repositories under --repos to the users of the access file\n" +
 			"(<data-dir>/access.yaml). Pushes are refused while the maintenance state in\n" +
 			"the data dir is enabled; changes to it, and to the access file, take effect\n" +
-			"without a restart. At start the pre-receive hook is installed in every\n" +
-			"repository. SIGINT or SIGTERM stop accepting work and give running\n" +
-			"operations --shutdown-grace to finish.",
+			"without a restart. At start the pre-receive and reference-transaction hooks\n" +
+			"are installed in every repository. A push whose client hangs up once its data\n" +
+			"is in goes on for at most --push-finish-timeout. SIGINT or SIGTERM stop\n" +
+			"accepting work and give running operations --shutdown-grace to finish.",
 		Flags: append([]cli.Flag{
 			reposFlag(),
 			&cli.StringFlag{
@@ -100,7 +101,7 @@ func serveCommand() *cli.Command {
 			},
 			&cli.BoolFlag{
 				Name:    "no-hooks",
-				Usage:   "do not install the pre-receive hook into the repositories at start",
+				Usage:   "do not install the hooks (pre-receive, reference-transaction) into the repositories at start",
 				EnvVars: []string{"GITGATE_NO_HOOKS"},
 			},
 		}, geoFlags()...),
