@@ -131,11 +131,13 @@ func (a *API) putSettings(w http.ResponseWriter, r *http.Request) {
 	old := a.cfg.Live.Current().State
 	change.By = user.Name
 	st, err := a.cfg.Store.Apply(r.Context(), change)
-	// A fenced store that timed out waiting for ref updates in flight did
-	// change the state: record it, then report the timeout.
-	var fenceErr *gitgate.FenceTimeoutError
-	if errors.As(err, &fenceErr) {
+	// A fenced store that could not wait for the ref updates in flight
+	// did change the state: record it, then report that.
+	fenceErr := err
+	if errors.Is(err, gitgate.ErrFenceIncomplete) {
 		err = nil
+	} else {
+		fenceErr = nil
 	}
 	if err != nil {
 		a.log.Error("settings change failed", "user", user.Name, "err", err)
@@ -154,8 +156,13 @@ func (a *API) putSettings(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if fenceErr != nil {
-		a.log.Error("maintenance enabled, but ref updates are still in flight", "user", user.Name, "err", fenceErr)
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"message": fenceErr.Summary()})
+		a.log.Error("maintenance enabled, but ref updates may still be in flight", "user", user.Name, "err", fenceErr)
+		msg := gitgate.ErrFenceIncomplete.Error()
+		var timeout *gitgate.FenceTimeoutError
+		if errors.As(fenceErr, &timeout) {
+			msg = timeout.Summary()
+		}
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"message": msg})
 		return
 	}
 	a.writeSettings(w, http.StatusOK)

@@ -152,9 +152,14 @@ func processAlive(pid int) bool {
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
+// ErrFenceIncomplete is wrapped by the errors of [FencedStore.Apply] that
+// come after the state was changed: maintenance is enabled, but the wait
+// for the ref transactions in flight did not complete.
+var ErrFenceIncomplete = errors.New("maintenance mode is enabled, but the wait for the ref updates in flight did not complete")
+
 // FenceTimeoutError is returned when ref transactions that passed the
 // check before maintenance was enabled were still running at the deadline.
-// The state change itself was made.
+// The state change itself was made. It matches [ErrFenceIncomplete].
 type FenceTimeoutError struct {
 	Timeout time.Duration
 	Pending []TxnMarker
@@ -165,6 +170,9 @@ type FenceTimeoutError struct {
 func (e *FenceTimeoutError) Summary() string {
 	return fmt.Sprintf("maintenance mode is enabled, but %d ref update(s) that began before the switch were still running after %s", len(e.Pending), e.Timeout)
 }
+
+// Is makes the error match ErrFenceIncomplete.
+func (e *FenceTimeoutError) Is(target error) bool { return target == ErrFenceIncomplete }
 
 // Error says how many transactions are still running, and where.
 func (e *FenceTimeoutError) Error() string {
@@ -234,6 +242,9 @@ type FencedStore struct {
 	TxnDir string
 	// Timeout bounds the wait; zero means DefaultFenceTimeout.
 	Timeout time.Duration
+	// Written, when set, is called after a change was written and before
+	// the wait (the server reloads its live state there).
+	Written func()
 }
 
 // NewFencedStore returns a fenced store for the data dir's state file.
@@ -242,12 +253,24 @@ func NewFencedStore(dataDir string, timeout time.Duration) *FencedStore {
 }
 
 // Apply makes the change, then, when it enables maintenance, waits for the
-// ref transactions in flight. On a timeout it returns the new state with a
-// *FenceTimeoutError: the state did change.
+// ref transactions in flight. When the wait fails (a *FenceTimeoutError, or
+// ctx ended) it returns the new state with an error that matches
+// ErrFenceIncomplete: the state did change.
 func (f *FencedStore) Apply(ctx context.Context, c Change) (State, error) {
 	st, err := f.Store.Apply(ctx, c)
-	if err != nil || c.Enabled == nil || !*c.Enabled || !st.Enabled {
+	if err != nil {
 		return st, err
 	}
-	return st, WaitTxns(ctx, f.TxnDir, f.Timeout)
+	if f.Written != nil {
+		f.Written()
+	}
+	if c.Enabled == nil || !*c.Enabled || !st.Enabled {
+		return st, nil
+	}
+	err = WaitTxns(ctx, f.TxnDir, f.Timeout)
+	var timeout *FenceTimeoutError
+	if err != nil && !errors.As(err, &timeout) {
+		err = fmt.Errorf("%w: %w", ErrFenceIncomplete, err)
+	}
+	return st, err
 }

@@ -128,10 +128,22 @@ func TestFencedStoreWaitsOnEnable(t *testing.T) {
 	if st, err := fs.Apply(ctx, gitgate.Change{Enabled: &off}); err != nil || st.Enabled {
 		t.Fatalf("disable: %+v, %v", st, err)
 	}
+	// A wait cut short by its context: the state changed all the same.
+	fs.Timeout = time.Hour
+	cctx, cancel := context.WithCancel(ctx)
+	written := 0
+	fs.Written = func() { written++; cancel() } // the caller gives up after the write
+	if st, err := fs.Apply(cctx, gitgate.Change{Enabled: &on}); !errors.Is(err, gitgate.ErrFenceIncomplete) ||
+		!errors.Is(err, context.Canceled) || !st.Enabled {
+		t.Fatalf("enable cut short: %+v, %v", st, err)
+	}
+	if !errors.Is(timeout, gitgate.ErrFenceIncomplete) {
+		t.Error("a fence timeout does not match ErrFenceIncomplete")
+	}
 	if err := gitgate.ReleaseTxn(filepath.Join(dataDir, gitgate.TxnDirName), os.Getpid()); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := fs.Apply(ctx, gitgate.Change{Enabled: &on}); err != nil || !st.Enabled {
-		t.Fatalf("enable with nothing in flight: %+v, %v", st, err)
+	if st, err := fs.Apply(ctx, gitgate.Change{Enabled: &on}); err != nil || !st.Enabled || written != 2 {
+		t.Fatalf("enable with nothing in flight: %+v, %v, written %d times", st, err, written)
 	}
 }

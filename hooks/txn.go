@@ -106,6 +106,12 @@ func ReferenceTransaction(ctx context.Context, opts TxnOptions, state string, st
 // checkTxn registers the transaction, then reads the state. The order is
 // what makes the fence hold: see package gitgate's fence.go.
 func checkTxn(ctx context.Context, opts TxnOptions, stderr io.Writer) int {
+	if opts.GitPID <= 1 {
+		// The hook was orphaned: git is gone, and a marker for pid 1
+		// would never go stale.
+		fmt.Fprintln(stderr, TxnNotRegisteredMessage)
+		return 1
+	}
 	if opts.TxnDir != "" {
 		_, err := gitgate.RegisterTxn(opts.TxnDir, opts.GitPID, opts.Info)
 		switch {

@@ -65,8 +65,11 @@ func TestMaintenanceFenceRace(t *testing.T) {
 	bare := filepath.Join(g.data, "repositories", "project.git")
 	httpHost, sshHost := startFenceGate(t, g)
 
+	// Pushers stop after their current attempt once stop is set; ctx
+	// (cancelled only when the test fails early) kills them.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	var stop atomic.Bool
 
 	// Pushers: each pushes a new commit to its own branch, again and again.
 	sshCmd := "ssh -F /dev/null -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR -i " + key
@@ -85,7 +88,7 @@ func TestMaintenanceFenceRace(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.loop(ctx)
+			p.loop(ctx, &stop)
 		}()
 	}
 	defer func() {
@@ -146,7 +149,7 @@ func TestMaintenanceFenceRace(t *testing.T) {
 		}
 		setViaAPI(false)
 	}
-	cancel()
+	stop.Store(true)
 	wg.Wait()
 	var ok, refused int64
 	for _, p := range pushers {
@@ -187,8 +190,8 @@ func (p *fencePusher) git(ctx context.Context, args ...string) error {
 	return cmd.Run()
 }
 
-func (p *fencePusher) loop(ctx context.Context) {
-	for n := 0; ctx.Err() == nil; n++ {
+func (p *fencePusher) loop(ctx context.Context, stop *atomic.Bool) {
+	for n := 0; ctx.Err() == nil && !stop.Load(); n++ {
 		if err := p.git(ctx, "commit", "-q", "--allow-empty", "-m", "push "+strconv.Itoa(n)); err != nil {
 			return
 		}

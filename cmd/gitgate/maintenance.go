@@ -196,8 +196,7 @@ func changeMaintenance(c *cli.Context, enable bool, message *string) error {
 	// On enable, Apply returns once the ref updates that passed the check
 	// before the switch are done; a timeout still changed the state.
 	st, err := store.Apply(c.Context, gitgate.Change{Enabled: &enable, Message: message, By: cliActor()})
-	var fenceErr *gitgate.FenceTimeoutError
-	if err != nil && !errors.As(err, &fenceErr) {
+	if err != nil && !errors.Is(err, gitgate.ErrFenceIncomplete) {
 		return err
 	}
 	if err := audit.Open(dir).Record(audit.Event{

@@ -279,8 +279,11 @@ func (s *serveCmd) build(ctx context.Context) (*gate, error) {
 	if err := g.store.Init(ctx); err != nil {
 		s.log.Error("cannot record the maintenance state version; a removed state file may go unnoticed", "err", err)
 	}
-	g.fenced = &gitgate.FencedStore{Store: g.store, TxnDir: filepath.Join(s.dataDir, gitgate.TxnDirName), Timeout: s.fenceTimeout}
 	g.live = gitgate.NewLiveState(g.store, s.log)
+	// The gate refuses pushes itself as soon as the state is written, not
+	// after the wait for ref updates in flight.
+	g.fenced = &gitgate.FencedStore{Store: g.store, TxnDir: filepath.Join(s.dataDir, gitgate.TxnDirName),
+		Timeout: s.fenceTimeout, Written: g.live.Reload}
 	g.live.Run(ctx, 0)
 	g.users = access.NewLive(s.dataDir, s.log)
 	if err := g.users.Start(ctx); err != nil {
