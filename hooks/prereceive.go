@@ -155,7 +155,7 @@ func PreReceive(ctx context.Context, opts Options, stdin io.Reader, stdout, stde
 		fmt.Fprintln(stderr, gitgate.MaintenanceMessage)
 		return 1
 	}
-	return runChained(ctx, opts.Chained, nil, stdin, stdout, stderr)
+	return runChained(ctx, opts.Chained, nil, ChainedHookFailedMessage, stdin, stdout, stderr)
 }
 
 // loadState reads the state from src and explains any failure.
@@ -180,14 +180,14 @@ func loadState(ctx context.Context, src StateLoader) (gitgate.State, *StateError
 // runChained runs the repository's own hook with args and returns its exit
 // status. When stdin is an *os.File (git's pipe) the hook inherits it as is;
 // otherwise os/exec streams it through.
-func runChained(ctx context.Context, path string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func runChained(ctx context.Context, path string, args []string, failed string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if path == "" {
 		return 0
 	}
 	// An absolute path, so that exec never looks the name up in PATH.
 	path, err := filepath.Abs(path)
 	if err != nil {
-		fmt.Fprintln(stderr, ChainedHookFailedMessage)
+		fmt.Fprintln(stderr, failed)
 		return 1
 	}
 	fi, err := os.Stat(path)
@@ -195,7 +195,7 @@ func runChained(ctx context.Context, path string, args []string, stdin io.Reader
 	case errors.Is(err, fs.ErrNotExist):
 		return 0
 	case err != nil:
-		fmt.Fprintln(stderr, ChainedHookFailedMessage)
+		fmt.Fprintln(stderr, failed)
 		return 1
 	case !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0:
 		return 0 // git ignores a hook that is not an executable file
@@ -215,6 +215,6 @@ func runChained(ctx context.Context, path string, args []string, stdin io.Reader
 	case errors.As(err, &exit):
 		return 1 // killed by a signal
 	}
-	fmt.Fprintln(stderr, ChainedHookFailedMessage)
+	fmt.Fprintln(stderr, failed)
 	return 1
 }

@@ -31,6 +31,11 @@ const (
 // writable): without that, enabling maintenance could not wait for it.
 const TxnNotRegisteredMessage = "Git push is not allowed because the update cannot be registered with the maintenance gate."
 
+// TxnChainedHookFailedMessage is printed when the repository's own
+// reference-transaction hook exists but cannot be started; in "prepared"
+// the update is then aborted, as git does when a hook cannot run.
+const TxnChainedHookFailedMessage = "Git push is not allowed because the repository's own reference-transaction hook cannot be run."
+
 // maxTxnInput bounds what the hook reads of the ref list git writes on its
 // stdin when no chained hook takes it: the hook does not need it, but reads
 // it so that git never blocks on a full pipe. Beyond this git sees a closed
@@ -97,7 +102,7 @@ func ReferenceTransaction(ctx context.Context, opts TxnOptions, state string, st
 		}
 	}
 	if opts.Chained != "" {
-		return runChained(ctx, opts.Chained, []string{state}, stdin, stdout, stderr)
+		return runChained(ctx, opts.Chained, []string{state}, TxnChainedHookFailedMessage, stdin, stdout, stderr)
 	}
 	io.CopyN(io.Discard, stdin, maxTxnInput)
 	return 0

@@ -179,3 +179,38 @@ func TestRefUpdateAbortedWhenMaintenanceStartsAfterPreReceive(t *testing.T) {
 		t.Errorf("markers left behind: %v", n)
 	}
 }
+
+// The repository's own reference-transaction hook runs after the check,
+// with git's argument and stdin, and decides in "prepared"; it does not run
+// when the check refuses.
+func TestReferenceTransactionChainsOwnHook(t *testing.T) {
+	dataDir, dir := t.TempDir(), t.TempDir()
+	seen := filepath.Join(dir, "seen")
+	own := filepath.Join(dir, "reference-transaction"+hooks.ChainedSuffix)
+	script := fmt.Sprintf("#!/bin/sh\necho \"$1\" >> '%s'\ncat >> '%s'\nexit 3\n", seen, seen)
+	if err := os.WriteFile(own, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	opts := hooks.TxnOptions{
+		Source: hooks.DataDirSource{Dir: dataDir}, TxnDir: filepath.Join(dataDir, gitgate.TxnDirName),
+		GitPID: os.Getpid(), Fenced: true, Chained: own,
+	}
+	run := func(state string) int {
+		return hooks.ReferenceTransaction(context.Background(), opts, state, strings.NewReader("a b refs/heads/main\n"), &bytes.Buffer{}, &bytes.Buffer{})
+	}
+	if code := run(hooks.TxnPrepared); code != 3 {
+		t.Errorf("prepared: exit %d, want the own hook's 3", code)
+	}
+	run(hooks.TxnAborted)
+	on := true
+	if _, err := gitgate.NewFileStore(dataDir).Apply(context.Background(), gitgate.Change{Enabled: &on}); err != nil {
+		t.Fatal(err)
+	}
+	if code := run(hooks.TxnPrepared); code != 1 {
+		t.Errorf("prepared in maintenance: exit %d", code)
+	}
+	got, _ := os.ReadFile(seen)
+	if want := "prepared\na b refs/heads/main\naborted\na b refs/heads/main\n"; string(got) != want {
+		t.Errorf("own hook saw %q, want %q", got, want)
+	}
+}
