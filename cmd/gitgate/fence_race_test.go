@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,11 +32,13 @@ const fenceToggles = 200
 // (built from this module, with the hooks installed) takes pushes from
 // real git clients over smart HTTP and SSH, continuously, while the test
 // enables and disables maintenance hundreds of times, alternately through
-// the API and through the CLI (no --wait). After every enable returns, the
-// repository's refs are read; they are read again after every push that was
-// running at that moment has ended, just before disable. The two must be
-// equal: no push that passed its check just before the switch may still
-// move a ref after enable has returned.
+// the API and through the CLI (no --wait). Each enable comes as soon as a
+// push is past its pre-receive check, about to commit its refs. After every
+// enable returns, the repository's refs are read; they are read again once
+// every git receive-pack running at that moment has ended, just before
+// disable. The two must be equal: no push that passed its check just before
+// the switch may still move a ref after enable has returned. (On the code
+// before the reference-transaction hook, about half the windows failed.)
 func TestMaintenanceFenceRace(t *testing.T) {
 	for _, tool := range []string{"git", "ssh", "ssh-keygen"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -63,6 +67,21 @@ func TestMaintenanceFenceRace(t *testing.T) {
 	}
 	g.must(t, "user", "key", "add", "dev", "--file", key+".pub")
 	bare := filepath.Join(g.data, "repositories", "project.git")
+	// The repository's own pre-receive hook, which gitgate's runs after a
+	// successful check, counts the pushes past the check: the ones that
+	// will commit their refs unless something stops them.
+	passed := filepath.Join(t.TempDir(), "passed")
+	own := fmt.Sprintf("#!/bin/sh\ncat >/dev/null\necho x >> '%s'\n", passed)
+	if err := os.WriteFile(filepath.Join(bare, "hooks", "pre-receive.gitgate-chained"), []byte(own), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	passedCount := func() int64 {
+		fi, err := os.Stat(passed)
+		if err != nil {
+			return 0
+		}
+		return fi.Size() / 2
+	}
 	httpHost, sshHost := startFenceGate(t, g)
 
 	// Pushers stop after their current attempt once stop is set; ctx
@@ -82,7 +101,7 @@ func TestMaintenanceFenceRace(t *testing.T) {
 	pushers := make([]*fencePusher, len(urls))
 	var wg sync.WaitGroup
 	for i, u := range urls {
-		p := &fencePusher{url: u, branch: fmt.Sprintf("w%d", i), dir: t.TempDir(), env: append(env, "GIT_SSH_COMMAND="+sshCmd)}
+		p := &fencePusher{url: u, branch: fmt.Sprintf("w%d", i), dir: t.TempDir(), env: append(slices.Clip(env), "GIT_SSH_COMMAND="+sshCmd)}
 		gittest.MustGit(t, env, p.dir, "clone", "-q", bare, ".")
 		pushers[i] = p
 		wg.Add(1)
@@ -121,11 +140,11 @@ func TestMaintenanceFenceRace(t *testing.T) {
 
 	changed, raced := 0, 0
 	for i := range toggles {
-		// Let pushes land while maintenance is off: wait until some push
-		// has succeeded, or every pusher has made an attempt.
-		waitPushers(t, pushers, func(p *fencePusher, start pusherCount) bool {
-			return p.count().ok > start.ok
-		}, false)
+		// Let pushes go while maintenance is off, until one is past its
+		// pre-receive check (or every pusher has made a whole attempt):
+		// enable then lands while it is about to commit its refs.
+		from := passedCount()
+		waitPushers(t, pushers, func(*fencePusher, pusherCount) bool { return passedCount() > from }, false)
 
 		if i%2 == 0 {
 			setViaAPI(true)
@@ -133,12 +152,9 @@ func TestMaintenanceFenceRace(t *testing.T) {
 			g.must(t, "maintenance", "enable")
 		}
 		before := snapshot()
-		// Every push running when enable returned has ended (each pusher
-		// has finished the attempt it was making).
-		inFlight := waitPushers(t, pushers, func(p *fencePusher, start pusherCount) bool {
-			return p.count().done > start.started-1
-		}, true)
-		if inFlight > 0 {
+		// Every git receive-pack running when enable returned has ended:
+		// only they update refs, and none can start in maintenance.
+		if waitReceivePacks(t, bare) {
 			raced++
 		}
 		after := snapshot()
@@ -157,7 +173,7 @@ func TestMaintenanceFenceRace(t *testing.T) {
 		ok += c.ok
 		refused += c.done - c.ok
 	}
-	t.Logf("%d toggles, %d with pushes in flight at enable; %d pushes landed, %d refused; %d windows with ref changes",
+	t.Logf("%d toggles, %d with git receive-pack running after enable returned; %d pushes landed, %d refused; %d windows with ref changes",
 		toggles, raced, ok, refused, changed)
 	if ok == 0 {
 		t.Error("no push ever landed: the test did not exercise anything")
@@ -202,6 +218,34 @@ func (p *fencePusher) loop(ctx context.Context, stop *atomic.Bool) {
 		}
 		p.done.Add(1)
 	}
+}
+
+// waitReceivePacks waits until no git receive-pack runs on the repository
+// (bounded), and reports whether one was running.
+func waitReceivePacks(t *testing.T, bare string) bool {
+	t.Helper()
+	real, err := filepath.EvalSymlinks(bare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := func() bool {
+		dirs, _ := filepath.Glob("/proc/[0-9]*")
+		for _, d := range dirs {
+			cmdline, err := os.ReadFile(filepath.Join(d, "cmdline"))
+			if err == nil && bytes.Contains(cmdline, []byte("receive-pack")) && bytes.Contains(cmdline, []byte(real)) {
+				return true
+			}
+		}
+		return false
+	}
+	was := running()
+	for i := 0; running(); i++ {
+		if i == 100000 {
+			t.Fatal("git receive-pack never ended")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return was
 }
 
 // waitPushers waits until cond holds for every pusher (all) or for one of
