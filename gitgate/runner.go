@@ -106,7 +106,8 @@ func (e *ExitError) Error() string { return fmt.Sprintf("git exited with status 
 // Run runs git for inv and waits for it. Bytes stream between the caller's
 // reader and writers and git; nothing is buffered whole. When ctx ends, git's
 // process group gets SIGTERM and, after DefaultKillDelay, SIGKILL; the
-// process is always reaped before Run returns.
+// process is always reaped before Run returns. A push with inv.Stop set is
+// the exception: it outlives ctx (see [Invocation.Stop]).
 func (r *Runner) Run(ctx context.Context, inv Invocation) error {
 	runCtx := ctx
 	if inv.Stop != nil && inv.Op.Service == ReceivePack && !inv.AdvertiseRefs {

@@ -127,6 +127,9 @@ func hookCommand() *cli.Command {
 				if c.NArg() != 1 {
 					return usageError{fmt.Errorf("hook %s takes one argument, the transaction state", hooks.TxnHookName)}
 				}
+				// As for pre-receive: never outlive git; a signal in
+				// "prepared" refuses the update (fail closed).
+				dieWithParent()
 				src := hookStateSource(c)
 				gitPID := os.Getppid()
 				opts := hooks.TxnOptions{
