@@ -32,6 +32,13 @@ func TestMaintenanceEnableReportsFenceTimeout(t *testing.T) {
 		t.Fatalf("enable: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
 	mustCLI(t, dir, "maintenance", "disable")
+	// "maintenance reset --enable" waits the same way.
+	stdout, stderr, code = gitgateCLI(t, dir, "maintenance", "reset", "--enable", "--fence-timeout", "10ms")
+	if code != 1 || !strings.Contains(stdout, "maintenance mode: enabled") ||
+		!strings.Contains(stderr, "still running after 10ms") {
+		t.Fatalf("reset --enable: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	mustCLI(t, dir, "maintenance", "disable")
 
 	// The same through the API of a running gate.
 	url := serveInProcess(t, dir, "--fence-timeout", "10ms")

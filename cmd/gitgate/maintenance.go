@@ -92,6 +92,7 @@ func maintenanceCommand() *cli.Command {
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "enable", Usage: "write a state in maintenance mode, so that pushes stay refused"},
 					&cli.StringFlag{Name: "message", Usage: "with --enable: banner text (at most 255 characters)"},
+					fenceTimeoutFlag(),
 				},
 				Action: resetMaintenance,
 			},
@@ -267,7 +268,14 @@ func resetMaintenance(c *cli.Context) error {
 	if err := audit.Open(dir).Record(ev); err != nil {
 		fmt.Fprintf(c.App.ErrWriter, "gitgate: warning: %v\n", err)
 	}
-	return status{State: st}.print(c.App.Writer, false)
+	if err := (status{State: st}).print(c.App.Writer, false); err != nil {
+		return err
+	}
+	if st.Enabled {
+		// As enable does: return once no ref can change any more.
+		return gitgate.WaitTxns(c.Context, filepath.Join(dir, gitgate.TxnDirName), c.Duration("fence-timeout"))
+	}
+	return nil
 }
 
 // currentStatus reads the state through the API (--url), or from the data
