@@ -1,5 +1,8 @@
 # gitgate: the two commands a new user needs are `make run` and `make test`.
 
+SHELL       := bash
+.SHELLFLAGS := -eo pipefail -c
+
 GO       ?= go
 BIN      ?= bin/gitgate
 DATA     ?= ./data
@@ -34,11 +37,17 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-## bench: clone via the gate vs. git alone and git-http-backend; hook run time; Geo propagation
+## bench: clone via the gate vs. git alone, git-http-backend (CGI, nginx) and OpenSSH + git-shell;
+## hook run time; Geo propagation. Each benchmark runs BENCHCOUNT times; benchstat
+## then prints every figure with its spread. Raw results stay in bench/out/.
+BENCHCOUNT ?= 10
 bench:
 	bash bench/setup.sh
-	$(GO) test -run '^$$' -bench . -benchtime 10x -timeout 30m ./bench/
-	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 10m ./hooks/ ./geo/
+	mkdir -p bench/out
+	$(GO) test -run '^$$' -bench . -benchtime 10x -count $(BENCHCOUNT) -timeout 60m ./bench/ | tee bench/out/clone.txt
+	$(GO) test -run '^$$' -bench . -benchtime 3x -count $(BENCHCOUNT) -timeout 20m ./hooks/ ./geo/ | tee bench/out/hooks-geo.txt
+	$(GO) tool benchstat bench/out/clone.txt
+	$(GO) tool benchstat bench/out/hooks-geo.txt
 
 ## fuzz: run each fuzz target for FUZZTIME (their seed corpora also run in make test)
 FUZZ_TARGETS := ./gitgate/:FuzzCleanName ./gitgate/:FuzzParseProtocol ./sshd/:FuzzParseCommand \

@@ -1,38 +1,65 @@
 package geo_test
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gitgate/gitgate/gitgate"
+	"github.com/gitgate/gitgate/internal/gittest"
 )
 
 // BenchmarkPropagation measures how long a maintenance toggle on the
-// primary takes to be in force on a secondary: an in-process primary (file
-// store, live state, status long-poll on a loopback HTTP server) and an
-// in-process secondary following it with its own data dir. Each iteration
-// makes 200 toggles the way the settings API does (write the state file,
-// reload, answer) and times, for each, from the API's answer until the
-// secondary's live state, which its policy reads for every push, has the
-// new version. It reports the 50th, 90th and 99th percentiles and the
-// maximum in milliseconds ("api-*"), the same from the start of the toggle
-// request ("req-p99"), and logs the distribution.
+// primary takes to bite on a secondary: an in-process primary (file store,
+// live state, status long-poll on a loopback HTTP server) and an in-process
+// secondary following it, with its own data dir and smart HTTP server.
+//
+// Each iteration enables and disables maintenance toggles/2 times the way
+// the settings API does (write the state file, reload, answer). After each
+// enable it times how long, from the API's answer, until a push to the
+// secondary is refused: the first GET
+// /group/project.git/info/refs?service=git-receive-pack by a user with write
+// access that answers 403 with the maintenance message, requests sent back
+// to back. After each disable it waits (untimed) for the secondary to accept
+// pushes again. It reports the 50th, 90th and 99th percentiles and the
+// maximum in milliseconds ("push-refused-*"), the p99 from the start of the
+// toggle request ("req-p99-ms"), and logs the distribution.
 func BenchmarkPropagation(b *testing.B) {
-	const toggles = 200
+	const toggles = 400
+	env := gittest.Env(b)
 	p := startPrimaryAPI(b)
 	sec := newSite(b)
+	root := filepath.Join(sec.dataDir, "repositories")
+	if err := os.MkdirAll(filepath.Join(root, "group"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	gittest.BareRepoWithCommit(b, env, root, testRepo)
 	f := startFollower(b, followerOptions(b, p.url, secretEU), sec)
 	mustWaitFor(b, "the follower to connect", func() bool { return f.Status().Connected })
+	pushURL := serveForBench(b, sec, root) + "/" + testRepo + ".git/info/refs?service=git-receive-pack"
+	client := &http.Client{Timeout: testDeadline}
 
 	var fromAnswer, fromRequest []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for j := 0; j < toggles; j++ {
+			on := j%2 == 0
 			start := time.Now()
-			st := p.set(b, j%2 == 0) // as the API does: write, reload, answer
+			st := p.set(b, on) // as the API does: write, reload, answer
 			answered := time.Now()
-			sec.waitVersion(b, st.Version)
+			if !on {
+				sec.waitVersion(b, st.Version)
+				continue
+			}
+			waitPushRefused(b, client, pushURL)
 			done := time.Now()
 			fromAnswer = append(fromAnswer, done.Sub(answered))
 			fromRequest = append(fromRequest, done.Sub(start))
@@ -43,13 +70,54 @@ func BenchmarkPropagation(b *testing.B) {
 	slices.Sort(fromAnswer)
 	slices.Sort(fromRequest)
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	b.ReportMetric(ms(quantile(fromAnswer, 0.50)), "api-p50-ms")
-	b.ReportMetric(ms(quantile(fromAnswer, 0.90)), "api-p90-ms")
-	b.ReportMetric(ms(quantile(fromAnswer, 0.99)), "api-p99-ms")
-	b.ReportMetric(ms(fromAnswer[len(fromAnswer)-1]), "api-max-ms")
+	b.ReportMetric(ms(quantile(fromAnswer, 0.50)), "push-refused-p50-ms")
+	b.ReportMetric(ms(quantile(fromAnswer, 0.90)), "push-refused-p90-ms")
+	b.ReportMetric(ms(quantile(fromAnswer, 0.99)), "push-refused-p99-ms")
+	b.ReportMetric(ms(fromAnswer[len(fromAnswer)-1]), "push-refused-max-ms")
 	b.ReportMetric(ms(quantile(fromRequest, 0.99)), "req-p99-ms")
 	b.ReportMetric(0, "ns/op") // the time per iteration says nothing here
-	b.Logf("%d toggles, from the API's answer until the secondary refuses pushes:\n%s", len(fromAnswer), histogram(fromAnswer))
+	b.Logf("%d enables, from the API's answer until the secondary refuses a push:\n%s", len(fromAnswer), histogram(fromAnswer))
+}
+
+// serveForBench serves the secondary's repositories over smart HTTP on a
+// loopback port until the benchmark ends, and returns its base URL.
+func serveForBench(b *testing.B, s *site, root string) string {
+	srv := newGitServer(b, s, root, users{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(ctx, ln, time.Second)
+	}()
+	b.Cleanup(func() { cancel(); <-done })
+	return "http://" + ln.Addr().String()
+}
+
+// waitPushRefused asks for the push advertisement as alice until the
+// answer is the maintenance refusal.
+func waitPushRefused(b *testing.B, client *http.Client, url string) {
+	deadline := time.Now().Add(testDeadline)
+	for time.Now().Before(deadline) {
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		req.SetBasicAuth(testUser, testPassword)
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusForbidden && string(body) == gitgate.MaintenanceMessage+"\n" {
+			return
+		}
+	}
+	b.Fatal("the secondary never refused a push")
 }
 
 // quantile returns the q-quantile of sorted durations (nearest rank).

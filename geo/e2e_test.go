@@ -100,7 +100,7 @@ func startGitPrimary(t *testing.T, env []string) *gitPrimary {
 	return p
 }
 
-func newGitServer(t *testing.T, s *site, root string, auth httpgit.Authenticator) *httpgit.Server {
+func newGitServer(t testing.TB, s *site, root string, auth httpgit.Authenticator) *httpgit.Server {
 	t.Helper()
 	resolver, err := gitgate.NewResolver(root)
 	if err != nil {
