@@ -1,12 +1,14 @@
 package gitgate
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,8 +24,8 @@ const (
 	EnvTransport = "GITGATE_TRANSPORT"
 )
 
-// DefaultKillDelay is how long a git process gets to exit after its context
-// ends (SIGTERM to its process group) before it is killed.
+// DefaultKillDelay is how long git's process group gets to exit after its
+// context ends (SIGTERM to the group) before the group is killed.
 const DefaultKillDelay = 5 * time.Second
 
 // gitConfig is passed to every git process as -c options: what a Git host
@@ -48,6 +50,10 @@ type Runner struct {
 	// PushFinishTimeout bounds how long a push goes on after its client
 	// has gone; zero means DefaultPushFinishTimeout.
 	PushFinishTimeout time.Duration
+	// KillDelay is how long git's process group has, after SIGTERM, to
+	// exit before it gets SIGKILL (zero: DefaultKillDelay). Set it before
+	// the first Run.
+	KillDelay time.Duration
 }
 
 // NewRunner returns a runner for the git binary at gitPath (looked up in PATH
@@ -88,6 +94,11 @@ type Invocation struct {
 	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
+	// StopStdin, when set, is called once git has exited to end a Read of
+	// Stdin still in progress (an HTTP body whose client stopped sending),
+	// so that Run need not wait for it. Without it, a Stdin that is not an
+	// *os.File must return from Read on its own.
+	StopStdin func()
 
 	// Stop, when set on a push (receive-pack, not AdvertiseRefs), is the
 	// server's hard stop, and the push outlives the client: when Run's ctx
@@ -104,10 +115,11 @@ type ExitError struct{ Code int }
 func (e *ExitError) Error() string { return fmt.Sprintf("git exited with status %d", e.Code) }
 
 // Run runs git for inv and waits for it. Bytes stream between the caller's
-// reader and writers and git; nothing is buffered whole. When ctx ends, git's
-// process group gets SIGTERM and, after DefaultKillDelay, SIGKILL; the
-// process is always reaped before Run returns. A push with inv.Stop set is
-// the exception: it outlives ctx (see [Invocation.Stop]).
+// reader and writers and git; nothing is buffered whole. git runs in its own
+// process group. When ctx ends, the group gets SIGTERM and, after KillDelay,
+// SIGKILL, so that no helper (pack-objects, index-pack) outlives the
+// operation; git is always reaped before Run returns. A push with inv.Stop
+// set is the exception: it outlives ctx (see [Invocation.Stop]).
 func (r *Runner) Run(ctx context.Context, inv Invocation) error {
 	runCtx := ctx
 	if inv.Stop != nil && inv.Op.Service == ReceivePack && !inv.AdvertiseRefs {
@@ -118,8 +130,7 @@ func (r *Runner) Run(ctx context.Context, inv Invocation) error {
 		// (it would die of SIGPIPE or EPIPE in its post-receive hook).
 		inv.Stdout, inv.Stderr = drainOnError(inv.Stdout), drainOnError(inv.Stderr)
 	}
-	cmd := r.command(runCtx, inv)
-	err := cmd.Run()
+	err := r.run(runCtx, inv)
 	ctx = runCtx
 	var exit *exec.ExitError
 	switch {
@@ -131,6 +142,139 @@ func (r *Runner) Run(ctx context.Context, inv Invocation) error {
 		return fmt.Errorf("git %s %s: %w", inv.Op.Service.Subcommand(), inv.Repo.Name, context.Cause(ctx))
 	}
 	return fmt.Errorf("git %s %s: %w", inv.Op.Service.Subcommand(), inv.Repo.Name, err)
+}
+
+// run starts git, feeds its stdin, and waits for git and for its process
+// group as Run describes.
+func (r *Runner) run(ctx context.Context, inv Invocation) error {
+	killDelay := r.KillDelay
+	if killDelay <= 0 {
+		killDelay = DefaultKillDelay
+	}
+	cmd := r.command(inv)
+	// A stdin that is not a file is copied into a pipe here rather than by
+	// os/exec, whose Wait would wait for a Read that may never return.
+	var stdinW *os.File
+	copied := make(chan struct{})
+	if _, isFile := inv.Stdin.(*os.File); inv.Stdin != nil && !isFile {
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return fmt.Errorf("stdin pipe: %w", err)
+		}
+		cmd.Stdin, stdinW = pr, pw
+		defer pr.Close()
+	} else {
+		close(copied)
+	}
+	cmd.WaitDelay = killDelay // for output pipes held open by leftover helpers
+	if err := cmd.Start(); err != nil {
+		if stdinW != nil {
+			stdinW.Close()
+		}
+		return err
+	}
+	pgid := cmd.Process.Pid
+	if stdinW != nil {
+		cmd.Stdin.(*os.File).Close() // git has its copy
+		go func() {
+			defer close(copied)
+			io.Copy(stdinW, inv.Stdin) // ends early (EPIPE) when git exits
+			stdinW.Close()
+		}()
+	}
+
+	// The watcher signals the group when ctx ends; graceOver is closed when
+	// the group has had its KillDelay after SIGTERM and got SIGKILL.
+	waited := make(chan struct{})
+	graceOver := make(chan struct{})
+	go func() {
+		defer close(graceOver)
+		select {
+		case <-waited:
+			return
+		case <-ctx.Done():
+		}
+		syscall.Kill(-pgid, syscall.SIGTERM)
+		t := time.NewTimer(killDelay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-waited:
+			// git is gone; its helpers get the rest of the delay, and
+			// Run returns as soon as none is left.
+			if waitGroupGone(pgid, t.C) {
+				return
+			}
+		}
+		syscall.Kill(-pgid, syscall.SIGKILL)
+	}()
+
+	err := cmd.Wait()
+	close(waited)
+	<-graceOver
+	if errors.Is(err, exec.ErrWaitDelay) {
+		// git exited but a helper kept its output open for KillDelay. The
+		// group's id cannot be reused while that helper lives.
+		syscall.Kill(-pgid, syscall.SIGKILL)
+	}
+	if stdinW != nil {
+		stdinW.Close() // a copy blocked writing to git now fails
+		if inv.StopStdin != nil {
+			inv.StopStdin()
+		}
+		<-copied
+	}
+	return err
+}
+
+// waitGroupGone polls, with growing pauses, until no live process is left
+// in the process group (true) or deadline fires (false).
+func waitGroupGone(pgid int, deadline <-chan time.Time) bool {
+	pause := 5 * time.Millisecond
+	for {
+		if !groupAlive(pgid) {
+			return true
+		}
+		select {
+		case <-deadline:
+			return false
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 200*time.Millisecond)
+	}
+}
+
+// groupAlive reports whether a process of the group is still running.
+// Zombies do not count: an orphaned helper that has exited may wait for a
+// long time to be reaped (a container whose init does not reap), but it
+// holds nothing.
+func groupAlive(pgid int) bool {
+	if errors.Is(syscall.Kill(-pgid, 0), syscall.ESRCH) {
+		return false
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return true // cannot tell: assume it is
+	}
+	for _, e := range entries {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp ...
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) >= 3 && f[2] == strconv.Itoa(pgid) && f[0] != "Z" && f[0] != "X" {
+			return true
+		}
+	}
+	return false
 }
 
 // detach returns a context for a push's git process that does not end with
@@ -188,7 +332,7 @@ func (d *errorDrain) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (r *Runner) command(ctx context.Context, inv Invocation) *exec.Cmd {
+func (r *Runner) command(inv Invocation) *exec.Cmd {
 	args := make([]string, 0, 2*len(gitConfig)+5)
 	for _, kv := range gitConfig {
 		args = append(args, "-c", kv)
@@ -210,7 +354,7 @@ func (r *Runner) command(ctx context.Context, inv Invocation) *exec.Cmd {
 	// taken for an option.
 	args = append(args, inv.Repo.Path)
 
-	cmd := exec.CommandContext(ctx, r.gitPath, args...)
+	cmd := exec.Command(r.gitPath, args...)
 	cmd.Dir = inv.Repo.Path
 	cmd.Env = append(r.baseEnv[:len(r.baseEnv):len(r.baseEnv)],
 		EnvDataDir+"="+r.dataDir,
@@ -222,12 +366,9 @@ func (r *Runner) command(ctx context.Context, inv Invocation) *exec.Cmd {
 		cmd.Env = append(cmd.Env, "GIT_PROTOCOL="+inv.Protocol)
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inv.Stdin, inv.Stdout, inv.Stderr
-	// git starts helpers (pack-objects, index-pack): signal them all.
+	// git starts helpers (pack-objects, index-pack): they share its
+	// process group, which Run signals as a whole.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error {
-		return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-	}
-	cmd.WaitDelay = DefaultKillDelay
 	return cmd
 }
 
