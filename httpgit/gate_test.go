@@ -30,7 +30,8 @@ type testGate struct {
 type gateOptions struct {
 	anonymousPush bool
 	grace         time.Duration
-	tracker       *gitgate.Tracker // nil: none
+	tracker       *gitgate.Tracker      // nil: none
+	configure     func(*httpgit.Config) // limits, for the tests of bounds
 }
 
 func startGate(t *testing.T, opts gateOptions) *testGate {
@@ -53,7 +54,7 @@ func startGate(t *testing.T, opts gateOptions) *testGate {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := httpgit.New(httpgit.Config{
+	cfg := httpgit.Config{
 		Policy:   &gitgate.Policy{State: live, Access: gitgate.AnonymousAccess{Write: opts.anonymousPush}},
 		Resolver: resolver,
 		Runner:   runner,
@@ -61,7 +62,11 @@ func startGate(t *testing.T, opts gateOptions) *testGate {
 		Ready:    func(context.Context) error { return live.Current().Err },
 		Tracker:  opts.tracker,
 		Log:      log,
-	})
+	}
+	if opts.configure != nil {
+		opts.configure(&cfg)
+	}
+	srv, err := httpgit.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,7 @@
 package httpgit
 
 import (
-	"compress/gzip"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"path"
@@ -66,6 +63,14 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// A share of the git processes, held until git is reaped.
+	release, err := s.cfg.Limiter.Acquire(op)
+	if err != nil {
+		s.refuseBusy(w, r, rt, op, err, log)
+		return
+	}
+	defer release()
+
 	inv := gitgate.Invocation{Op: op, Repo: repo, Protocol: protocol, StatelessRPC: true}
 	var res result
 	if rt.endpoint == endpointInfoRefs {
@@ -115,7 +120,7 @@ func (s *Server) infoRefs(w http.ResponseWriter, r *http.Request, inv gitgate.In
 	h := w.Header()
 	h.Set("Content-Type", "application/x-"+string(inv.Op.Service)+"-advertisement")
 	noCache(h)
-	out := &responseStream{w: w, rc: http.NewResponseController(w)}
+	out := &responseStream{w: w, rc: http.NewResponseController(w), idle: s.cfg.BodyIdleTimeout}
 	// With protocol v2 git speaks first itself; before v2 the smart HTTP
 	// advertisement starts with the service line (as git-http-backend does).
 	if !isProtocolV2(inv.Protocol) {
@@ -128,7 +133,7 @@ func (s *Server) infoRefs(w http.ResponseWriter, r *http.Request, inv gitgate.In
 		}
 	}
 	inv.AdvertiseRefs = true
-	return s.runGit(r, out, inv, log)
+	return s.runGit(r, out, inv, nil, log)
 }
 
 // rpc runs an upload-pack or receive-pack request, streaming the request
@@ -139,58 +144,91 @@ func (s *Server) rpc(w http.ResponseWriter, r *http.Request, inv gitgate.Invocat
 		http.Error(w, "Unsupported Media Type", http.StatusUnsupportedMediaType)
 		return result{http.StatusUnsupportedMediaType, 0, true}
 	}
-	body, err := requestBody(r)
+	in, err := s.newBody(r, s.bodyLimit(inv.Op.Service))
 	if err != nil {
 		log.Warn("bad request body", "err", err)
 		http.Error(w, "Bad Request", http.StatusBadRequest)
 		return result{http.StatusBadRequest, 0, true}
 	}
-	defer body.Close()
+	in.withResponse(w)
+	defer in.Close()
 	// git may answer (progress, keepalives) while still reading the request.
 	rc := http.NewResponseController(w)
 	_ = rc.EnableFullDuplex()
 	h := w.Header()
 	h.Set("Content-Type", "application/x-"+svc+"-result")
 	noCache(h)
-	inv.Stdin = body
-	return s.runGit(r, &responseStream{w: w, rc: rc}, inv, log)
+	inv.Stdin, inv.StopStdin = in, in.stop
+	return s.runGit(r, &responseStream{w: w, rc: rc, idle: s.cfg.BodyIdleTimeout}, inv, in, log)
 }
 
-// runGit runs git with stdout streamed into out. git's stderr is kept (its
-// tail) for the log.
-func (s *Server) runGit(r *http.Request, out *responseStream, inv gitgate.Invocation, log *slog.Logger) result {
+// runGit runs git with stdout streamed into out. in is the request body git
+// reads, if any. git's stderr is kept (its tail) for the log. A request body
+// that failed (malformed, over its limit, idle) is answered with its own
+// status when nothing was sent yet.
+func (s *Server) runGit(r *http.Request, out *responseStream, inv gitgate.Invocation, in *body, log *slog.Logger) result {
+	defer out.clearDeadlines()
+
 	stderr := &tailBuffer{max: 2048}
 	inv.Stdout, inv.Stderr = out, stderr
 	// A push goes on if the client hangs up once its data is in; the
 	// server's hard stop still ends it.
 	inv.Stop = s.hardStop
 	err := s.cfg.Runner.Run(r.Context(), inv)
-	if err == nil {
+	var bodyErr error
+	if in != nil {
+		bodyErr = in.Err()
+	}
+	if err == nil && bodyErr == nil {
 		return result{http.StatusOK, out.n, false}
 	}
-	log.Warn("git failed", "err", err, "stderr", stderr.String(), "bytes_sent", out.n)
-	if out.n == 0 && r.Context().Err() == nil {
+	log.Warn("git failed", "err", err, "body_err", bodyErr, "stderr", stderr.String(), "bytes_sent", out.n)
+	if out.n > 0 {
+		return result{http.StatusOK, out.n, true} // headers were sent; the client sees a cut stream
+	}
+	if bodyErr != nil {
+		// The client's fault, whatever git made of its cut input.
+		status := bodyStatus(bodyErr)
+		out.w.Header().Set("Connection", "close")
+		http.Error(out.w, http.StatusText(status), status)
+		return result{status, 0, true}
+	}
+	if r.Context().Err() == nil {
 		http.Error(out.w, "Internal Server Error", http.StatusInternalServerError)
 		return result{http.StatusInternalServerError, 0, true}
 	}
-	return result{http.StatusOK, out.n, true} // headers were sent; the client sees a cut stream
+	return result{http.StatusOK, 0, true} // the client is gone
 }
 
-// requestBody returns the request body, decompressed if the client sent it
-// with gzip (git does for large fetch negotiations).
-func requestBody(r *http.Request) (io.ReadCloser, error) {
-	switch enc := r.Header.Get("Content-Encoding"); enc {
-	case "", "identity":
-		return r.Body, nil
-	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(r.Body)
-		if err != nil {
-			return nil, fmt.Errorf("gzip body: %w", err)
-		}
-		return zr, nil
-	default:
-		return nil, fmt.Errorf("unsupported Content-Encoding %q", enc)
+// refuseBusy answers a request the limiter refused, so that git shows the
+// message: the ref advertisement with 503 and the text, a push's POST in
+// the Git protocol like the policy's refusals, a fetch's POST with an ERR
+// packet (git does not show the body of a failed POST).
+func (s *Server) refuseBusy(w http.ResponseWriter, r *http.Request, rt route, op gitgate.Operation, err error, log *slog.Logger) {
+	var refusal *gitgate.Refusal
+	if !errors.As(err, &refusal) {
+		refusal = gitgate.ErrBusy
 	}
+	log.Warn("operation refused: limit reached", "reason", refusal.Message, "cause", refusal.Cause)
+	s.cfg.Tracker.Refused(op, refusal)
+	w.Header().Set("Connection", "close") // the body is not read (or not all of it)
+	switch {
+	case rt.endpoint == endpointRPC && rt.service == gitgate.ReceivePack:
+		err := s.refuseReceivePack(w, r, refusal.Message)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, errNoReport) {
+			log.Warn("could not refuse the push in the Git protocol; answering with an HTTP error", "err", err)
+		}
+	case rt.endpoint == endpointRPC:
+		w.Header().Set("Content-Type", "application/x-"+string(rt.service)+"-result")
+		noCache(w.Header())
+		pktline.NewEncoder(w).Encodef("ERR %s\n", refusal.Message)
+		return
+	}
+	w.Header().Set("Retry-After", "10")
+	writeRefusal(w, http.StatusServiceUnavailable, refusal.Message)
 }
 
 func isProtocolV2(protocol string) bool {
@@ -218,12 +256,16 @@ func askForCredentials(w http.ResponseWriter) {
 // progress messages and pack data reach the client as git produces them.
 // It counts what was sent.
 type responseStream struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
-	n  int64
+	w    http.ResponseWriter
+	rc   *http.ResponseController
+	idle time.Duration // a write (to a client that reads nothing) may take this long; <= 0: forever
+	n    int64
 }
 
 func (s *responseStream) Write(p []byte) (int, error) {
+	if s.idle > 0 {
+		s.rc.SetWriteDeadline(time.Now().Add(s.idle))
+	}
 	n, err := s.w.Write(p)
 	s.n += int64(n)
 	if err != nil {
@@ -233,6 +275,13 @@ func (s *responseStream) Write(p []byte) (int, error) {
 		return n, err
 	}
 	return n, nil
+}
+
+// clearDeadlines removes the deadlines the stream and the body set, so
+// that they do not outlive the request on a kept-alive connection.
+func (s *responseStream) clearDeadlines() {
+	s.rc.SetWriteDeadline(time.Time{})
+	s.rc.SetReadDeadline(time.Time{})
 }
 
 // tailBuffer keeps the last max bytes written to it.

@@ -2,15 +2,16 @@ package httpgit
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing/format/pktline"
-	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
-	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
-	"github.com/go-git/go-git/v5/plumbing/protocol/packp/sideband"
 
 	"github.com/gitgate/gitgate/gitgate"
 )
@@ -22,6 +23,8 @@ func statusFor(kind gitgate.RefusalKind) int {
 		return http.StatusUnauthorized
 	case gitgate.RefusedNotFound:
 		return http.StatusNotFound
+	case gitgate.RefusedBusy:
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusForbidden
 }
@@ -35,7 +38,7 @@ func statusFor(kind gitgate.RefusalKind) int {
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, rt route, refusal *gitgate.Refusal, log *slog.Logger) {
 	status := statusFor(refusal.Kind)
 	if rt.endpoint == endpointRPC && rt.service == gitgate.ReceivePack && status == http.StatusForbidden {
-		if err := refuseReceivePack(w, r, refusal.Message); err == nil {
+		if err := s.refuseReceivePack(w, r, refusal.Message); err == nil {
 			return
 		} else if !errors.Is(err, errNoReport) {
 			log.Warn("could not refuse the push in the Git protocol; answering with an HTTP error", "err", err)
@@ -44,44 +47,132 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, rt route, refusa
 	if status == http.StatusUnauthorized {
 		askForCredentials(w)
 	}
+	writeRefusal(w, status, refusal.Message)
+}
+
+// writeRefusal writes msg as a text/plain error answer.
+func writeRefusal(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	noCache(w.Header())
 	w.WriteHeader(status)
-	io.WriteString(w, refusal.Message+"\n")
+	io.WriteString(w, msg+"\n")
 }
 
 var errNoReport = errors.New("client asked for no status report")
 
-// refuseReceivePack reads the push's commands, discards the pack that
-// follows, and answers with a report that rejects every ref with the
-// refusal message shown on git's progress channel ("remote: ..."). git's
-// probe request (see [isProbe]) is answered as git-http-backend answers it,
-// so that the real request follows and gets that report. It writes nothing
-// and returns an error when the request cannot be answered that way.
-func refuseReceivePack(w http.ResponseWriter, r *http.Request, msg string) error {
-	body, err := requestBody(r)
+// pushCommands is what a refusal needs of a push's request: the
+// capabilities of its first command and the names of (at most
+// reportRefsMax of) its refs.
+type pushCommands struct {
+	caps map[string]bool
+	refs []string
+}
+
+// readPushCommands reads the command section of a push (pkt-lines up to the
+// flush) one line at a time, keeping only what a refusal needs: its memory
+// does not grow with the number of commands.
+func readPushCommands(r *bufio.Reader) (*pushCommands, error) {
+	cmds := &pushCommands{}
+	var buf [pktline.MaxPayloadSize]byte
+	for {
+		line, flush, err := readPktLine(r, buf[:])
+		if err != nil {
+			return cmds, err
+		}
+		if flush {
+			return cmds, nil
+		}
+		line = bytes.TrimSuffix(line, []byte("\n"))
+		if cmd, caps, ok := bytes.Cut(line, []byte{0}); ok && cmds.caps == nil {
+			cmds.caps = map[string]bool{}
+			for _, c := range bytes.Fields(caps) {
+				name, _, _ := bytes.Cut(c, []byte("="))
+				cmds.caps[string(name)] = true
+			}
+			line = cmd
+		}
+		// "<old-oid> <new-oid> <ref>"; shallow and push-cert lines are not
+		// commands and are skipped.
+		if f := bytes.Fields(line); len(f) == 3 && isHex(f[0]) && isHex(f[1]) && len(cmds.refs) < reportRefsMax {
+			cmds.refs = append(cmds.refs, string(f[2]))
+		}
+	}
+}
+
+// readPktLine reads one pkt-line into buf; flush is true for a flush packet
+// (or another special packet, which ends a command section as well).
+func readPktLine(r io.Reader, buf []byte) (line []byte, flush bool, err error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, false, err
+	}
+	n, err := strconv.ParseUint(string(hdr[:]), 16, 16)
+	if err != nil {
+		return nil, false, fmt.Errorf("bad pkt-line length %q", hdr[:])
+	}
+	if n < 4 {
+		return nil, true, nil
+	}
+	if int(n)-4 > len(buf) {
+		return nil, false, fmt.Errorf("pkt-line of %d bytes is too long", n)
+	}
+	line = buf[:n-4]
+	_, err = io.ReadFull(r, line)
+	return line, false, err
+}
+
+func isHex(b []byte) bool {
+	if len(b) != 40 && len(b) != 64 {
+		return false
+	}
+	for _, c := range b {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// refuseReceivePack reads the push's commands, discards (a bounded part of)
+// the pack that follows, and answers with a report that rejects the refs
+// with the refusal message shown on git's progress channel ("remote: ...").
+// git's probe request (see [isProbe]) is answered as git-http-backend
+// answers it, so that the real request follows and gets that report.
+// What it reads is bounded in bytes (refusedBodyMax, decompressed) and time
+// (refusedBodyTime, and the idle timeout); past either it answers anyway
+// and closes the connection. It writes nothing and returns an error when
+// the request cannot be answered that way.
+func (s *Server) refuseReceivePack(w http.ResponseWriter, r *http.Request, msg string) error {
+	in, err := s.newBody(r, refusedBodyMax)
 	if err != nil {
 		return err
 	}
-	defer body.Close()
-	br := bufio.NewReader(body)
+	defer in.Close()
+	in.withResponse(w)
+	in.deadline = time.Now().Add(refusedBodyTime)
+	defer in.rc.SetReadDeadline(time.Time{})
+
+	br := bufio.NewReaderSize(in, 64<<10)
 	if isProbe(br) {
 		answerProbe(w)
 		return nil
 	}
-	req := packp.NewReferenceUpdateRequest()
-	if err := req.Decode(br); err != nil {
+	cmds, err := readPushCommands(br)
+	if err != nil && cmds.caps == nil {
 		return err
 	}
-	caps := req.Capabilities
-	if !caps.Supports(capability.ReportStatus) && !caps.Supports("report-status-v2") {
+	if !cmds.caps["report-status"] && !cmds.caps["report-status-v2"] {
 		return errNoReport
 	}
-	// The client sends the pack in the same request; read it to the end so
-	// that it then reads our answer instead of failing on a reset connection.
-	if _, err := io.Copy(io.Discard, br); err != nil {
-		return err
+	// The client sends the pack in the same request; read it to the end
+	// (within the bounds) so that it then reads our answer instead of
+	// failing on a reset connection.
+	if err == nil {
+		_, err = io.Copy(io.Discard, br)
+	}
+	if err != nil {
+		w.Header().Set("Connection", "close") // the rest of the body is not read
 	}
 
 	h := w.Header()
@@ -89,27 +180,48 @@ func refuseReceivePack(w http.ResponseWriter, r *http.Request, msg string) error
 	noCache(h)
 	// git shows each ref as "! [remote rejected] <ref> (<reason>)".
 	reason := "refused"
-	if msg == gitgate.MaintenanceMessage {
+	switch msg {
+	case gitgate.MaintenanceMessage:
 		reason = "read-only maintenance mode"
+	case gitgate.BusyMessage:
+		reason = "server busy"
 	}
-	report := &packp.ReportStatus{UnpackStatus: "ok"}
-	for _, c := range req.Commands {
-		report.CommandStatuses = append(report.CommandStatuses, &packp.CommandStatus{ReferenceName: c.Name, Status: reason})
+	var report bytes.Buffer
+	enc := pktline.NewEncoder(&report)
+	enc.Encodef("unpack ok\n")
+	for _, ref := range cmds.refs {
+		enc.Encodef("ng %s %s\n", ref, reason)
 	}
+	enc.Flush()
 
-	band := sideband.Sideband
+	// From here on the answer is written; a failure to write it means the
+	// client is gone, and there is nothing else to say.
+	max := 0 // payload per packet of the progress band; 0: no band
 	switch {
-	case caps.Supports(capability.Sideband64k):
-		band = sideband.Sideband64k
-	case !caps.Supports(capability.Sideband):
-		return report.Encode(w) // no progress channel: the reason goes in the report
+	case cmds.caps["side-band-64k"]:
+		max = pktline.MaxPayloadSize - 1
+	case cmds.caps["side-band"]:
+		max = 1000 - 4 - 1
 	}
-	mux := sideband.NewMuxer(band, w)
-	if _, err := mux.WriteChannel(sideband.ProgressMessage, []byte(msg+"\n")); err != nil {
-		return err
+	if max == 0 {
+		w.Write(report.Bytes()) // no progress channel: the reason goes in the report
+		return nil
 	}
-	if err := report.Encode(mux); err != nil {
-		return err
+	writeBand(w, max, 2, []byte(msg+"\n"))
+	writeBand(w, max, 1, report.Bytes())
+	io.WriteString(w, "0000")
+	return nil
+}
+
+// writeBand writes p on sideband channel band in packets of at most max
+// bytes of payload.
+func writeBand(w io.Writer, max int, band byte, p []byte) error {
+	for len(p) > 0 {
+		n := min(len(p), max)
+		if _, err := fmt.Fprintf(w, "%04x%c%s", 4+1+n, band, p[:n]); err != nil {
+			return err
+		}
+		p = p[n:]
 	}
-	return pktline.NewEncoder(w).Flush()
+	return nil
 }

@@ -35,7 +35,8 @@ type PushProxy interface {
 	ProxyHTTPPush(w http.ResponseWriter, r *http.Request, user *gitgate.User, repo string)
 }
 
-// Config holds a Server's dependencies. All fields but Log are required.
+// Config holds a Server's dependencies and limits. Policy, Resolver,
+// Runner, Auth and Ready are required.
 type Config struct {
 	Policy   *gitgate.Policy
 	Resolver *gitgate.Resolver
@@ -56,7 +57,21 @@ type Config struct {
 	// proxies (see access.TrustedProxies); it replaces r.RemoteAddr for
 	// every handler, so logs, throttling, audit and metrics see the client.
 	ClientAddr func(r *http.Request) string
-	Log        *slog.Logger
+	// Limiter bounds the git processes run at once (optional; nil: no
+	// limit). Share one with the SSH server.
+	Limiter *gitgate.Limiter
+	Log     *slog.Logger
+
+	// MaxRequestBody bounds a fetch's request body after decompression
+	// (zero: DefaultMaxRequestBody; negative: no limit).
+	MaxRequestBody int64
+	// MaxInflatedBody bounds any gzip-compressed request body after
+	// decompression (zero: DefaultMaxInflatedBody; negative: no limit).
+	MaxInflatedBody int64
+	// BodyIdleTimeout ends a Git request whose client sent nothing, or
+	// read nothing of the answer, for this long; its git ends with it
+	// (zero: DefaultBodyIdleTimeout; negative: no timeout).
+	BodyIdleTimeout time.Duration
 }
 
 // Server is the smart HTTP front end of the gate.
@@ -80,6 +95,15 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Tracker == nil {
 		cfg.Tracker = gitgate.NewTracker(nil)
+	}
+	if cfg.MaxRequestBody == 0 {
+		cfg.MaxRequestBody = DefaultMaxRequestBody
+	}
+	if cfg.MaxInflatedBody == 0 {
+		cfg.MaxInflatedBody = DefaultMaxInflatedBody
+	}
+	if cfg.BodyIdleTimeout == 0 {
+		cfg.BodyIdleTimeout = DefaultBodyIdleTimeout
 	}
 	s := &Server{cfg: cfg, log: cfg.Log.With("transport", gitgate.TransportHTTP)}
 	s.mux = http.NewServeMux()
