@@ -32,6 +32,7 @@ const (
 	DefaultKeepAliveInterval  = 15 * time.Second
 	DefaultKeepAliveCountMax  = 3
 	DefaultMaxSessionsPerConn = 10
+	DefaultMaxSessionsPerUser = 20
 	DefaultMaxSessions        = 1000
 )
 
@@ -83,10 +84,19 @@ type Config struct {
 	// the connection is closed and its git processes are ended.
 	KeepAliveInterval time.Duration
 	KeepAliveCountMax int
-	// MaxSessionsPerConn and MaxSessions bound the sessions open at once on
-	// one connection and on the whole server.
+	// MaxSessionsPerConn, MaxSessionsPerUser and MaxSessions bound the
+	// sessions open at once on one connection, for one user (all their
+	// connections) and on the whole server.
 	MaxSessionsPerConn int
+	MaxSessionsPerUser int
 	MaxSessions        int
+	// Limiter bounds the git processes run at once (optional; nil: no
+	// limit). Share one with the HTTP server.
+	Limiter *gitgate.Limiter
+
+	// testHookServe, when set (by tests), is called as each session starts
+	// serving its command.
+	testHookServe func(command string)
 }
 
 // withDefaults fills the zero values in and checks the rest.
@@ -94,8 +104,8 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Keys == nil || cfg.Policy == nil || cfg.Resolver == nil || cfg.Runner == nil || cfg.HostKeyDir == "" {
 		return cfg, errors.New("sshd: Keys, Policy, Resolver, Runner and HostKeyDir are required")
 	}
-	if cfg.KeepAliveCountMax < 0 || cfg.MaxSessionsPerConn < 0 || cfg.MaxSessions < 0 {
-		return cfg, errors.New("sshd: KeepAliveCountMax, MaxSessionsPerConn and MaxSessions must not be negative")
+	if cfg.KeepAliveCountMax < 0 || cfg.MaxSessionsPerConn < 0 || cfg.MaxSessionsPerUser < 0 || cfg.MaxSessions < 0 {
+		return cfg, errors.New("sshd: KeepAliveCountMax, MaxSessionsPerConn, MaxSessionsPerUser and MaxSessions must not be negative")
 	}
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultAddr
@@ -112,6 +122,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	setDefault(&cfg.KeepAliveInterval, DefaultKeepAliveInterval)
 	setDefault(&cfg.KeepAliveCountMax, DefaultKeepAliveCountMax)
 	setDefault(&cfg.MaxSessionsPerConn, DefaultMaxSessionsPerConn)
+	setDefault(&cfg.MaxSessionsPerUser, DefaultMaxSessionsPerUser)
 	setDefault(&cfg.MaxSessions, DefaultMaxSessions)
 	return cfg, nil
 }
@@ -142,8 +153,9 @@ type Server struct {
 	addr         net.Addr
 	listeners    map[net.Listener]struct{}
 	conns        map[*conn]struct{}
-	sessions     int  // open sessions, all connections
-	shuttingDown bool // no new connections or sessions
+	sessions     int            // open sessions, all connections
+	userSessions map[string]int // open sessions by user (key owner)
+	shuttingDown bool           // no new connections or sessions
 	// wg counts the goroutines the server starts: one watcher per
 	// connection (which outlives its sessions and keepalives) and one per
 	// session. Only shuttingDown keeps a new count from starting at zero.
@@ -161,11 +173,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("sshd: %w", err)
 	}
 	s := &Server{
-		cfg:       cfg,
-		log:       cfg.Log.With("transport", gitgate.TransportSSH),
-		signers:   signers,
-		conns:     make(map[*conn]struct{}),
-		listeners: make(map[net.Listener]struct{}),
+		cfg:          cfg,
+		log:          cfg.Log.With("transport", gitgate.TransportSSH),
+		signers:      signers,
+		conns:        make(map[*conn]struct{}),
+		listeners:    make(map[net.Listener]struct{}),
+		userSessions: make(map[string]int),
 	}
 	s.base, s.cancel = context.WithCancelCause(context.Background())
 	hostSigners := make([]ssh.Signer, len(signers))

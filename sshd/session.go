@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -33,6 +34,7 @@ const (
 	invalidProtocolMessage = "Invalid GIT_PROTOCOL. Expected version=0, version=1 or version=2."
 	keyRevokedMessage      = "Your SSH key is no longer authorized on this server."
 	shuttingDownMessage    = "The server is shutting down. Try again in a moment."
+	internalErrorMessage   = "Internal server error. It has been logged; try again in a moment."
 
 	// boxRule is gitlab-shell's 72-character rule.
 	boxRule = "========================================================================"
@@ -49,6 +51,7 @@ var (
 	errConnGone    = errors.New("connection closed")
 	errKeyRevoked  = errors.New("the verified key has no owner any more")
 	errRunGit      = errors.New("run git")
+	errPanic       = errors.New("panic")
 )
 
 // session is one SSH "session" channel and the request it runs.
@@ -69,12 +72,13 @@ type session struct {
 // context ends when the client closes the channel or the connection drops.
 func (s *Server) handleChannel(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.NewChannel, ctx ssh.Context) {
 	c := connFrom(ctx)
-	if err := s.admit(c); err != nil {
-		s.log.Warn("ssh session refused", "remote_addr", c.remoteAddr, "err", err)
+	owner := s.sessionOwner(ctx)
+	if err := s.admit(c, owner); err != nil {
+		s.log.Warn("ssh session refused", "remote_addr", c.remoteAddr, "owner", owner, "err", err)
 		nc.Reject(gossh.ResourceShortage, err.Error())
 		return
 	}
-	defer s.release(c)
+	defer s.release(c, owner)
 	ch, reqs, err := nc.Accept()
 	if err != nil {
 		return
@@ -120,8 +124,22 @@ func (s *Server) handleChannel(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.NewC
 	}
 }
 
-// admit counts a new session, or says why it may not open.
-func (s *Server) admit(c *conn) error {
+// sessionOwner is the key the sessions of a connection are counted under
+// for MaxSessionsPerUser: the user who owns the verified key, or the key
+// itself once it has no owner.
+func (s *Server) sessionOwner(ctx ssh.Context) string {
+	key := verifiedKey(ctx)
+	if key == nil {
+		return ""
+	}
+	if u, ok := s.cfg.Keys.UserByKey(key); ok {
+		return "user:" + u.Name
+	}
+	return "key:" + gossh.FingerprintSHA256(key)
+}
+
+// admit counts a new session of owner, or says why it may not open.
+func (s *Server) admit(c *conn, owner string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -129,21 +147,27 @@ func (s *Server) admit(c *conn) error {
 		return errShuttingDown
 	case c.sessions >= s.cfg.MaxSessionsPerConn:
 		return fmt.Errorf("too many sessions on this connection (limit %d)", s.cfg.MaxSessionsPerConn)
+	case s.userSessions[owner] >= s.cfg.MaxSessionsPerUser:
+		return fmt.Errorf("too many sessions for this user (limit %d); try again later", s.cfg.MaxSessionsPerUser)
 	case s.sessions >= s.cfg.MaxSessions:
 		return fmt.Errorf("the server is busy: too many sessions (limit %d); try again later", s.cfg.MaxSessions)
 	}
 	c.sessions++
 	s.sessions++
+	s.userSessions[owner]++
 	s.wg.Add(1)
 	return nil
 }
 
-// release uncounts a session that has ended. While shutting down, a
-// connection is closed once its last session is over.
-func (s *Server) release(c *conn) {
+// release uncounts a session of owner that has ended. While shutting down,
+// a connection is closed once its last session is over.
+func (s *Server) release(c *conn, owner string) {
 	s.mu.Lock()
 	c.sessions--
 	s.sessions--
+	if s.userSessions[owner]--; s.userSessions[owner] <= 0 {
+		delete(s.userSessions, owner)
+	}
 	idle := s.shuttingDown && c.sessions == 0
 	s.mu.Unlock()
 	if idle {
@@ -154,12 +178,16 @@ func (s *Server) release(c *conn) {
 
 // serve runs a session's request, logs it, and ends the session with its
 // exit status.
+//
+// A panic while serving ends only this session, as in gitlab-shell: it is
+// logged with its stack, the client gets a one-line error and exit status
+// 1, and the server goes on serving.
 func (s *Server) serve(ctx context.Context, sess *session) {
 	start := time.Now()
 	op := gitgate.Operation{Transport: gitgate.TransportSSH, RemoteAddr: sess.conn.remoteAddr}
-	status, err := s.gateSession(ctx, sess, &op)
+	status, err := s.gateSessionRecovered(ctx, sess, &op)
 	level := slog.LevelInfo // refusals are the client's business
-	if errors.Is(err, errRunGit) {
+	if errors.Is(err, errRunGit) || errors.Is(err, errPanic) {
 		level = slog.LevelWarn
 	}
 	s.log.LogAttrs(ctx, level, "ssh session",
@@ -172,6 +200,22 @@ func (s *Server) serve(ctx context.Context, sess *session) {
 		slog.Any("err", err),
 	)
 	sess.exit(status)
+}
+
+// gateSessionRecovered runs gateSession and turns a panic into an error
+// shown to the client.
+func (s *Server) gateSessionRecovered(ctx context.Context, sess *session, op *gitgate.Operation) (status int, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("panic in ssh session", "panic", v, "stack", string(debug.Stack()),
+				"user", op.User.String(), "repo", op.Repo, "remote_addr", op.RemoteAddr)
+			status, err = sess.fail(exitRefused, internalErrorMessage), fmt.Errorf("%w: %v", errPanic, v)
+		}
+	}()
+	if s.cfg.testHookServe != nil {
+		s.cfg.testHookServe(sess.command)
+	}
+	return s.gateSession(ctx, sess, op)
 }
 
 // gateSession is the gate over SSH, top to bottom: authenticate, parse the
@@ -228,8 +272,13 @@ func (s *Server) gateSession(ctx context.Context, sess *session, op *gitgate.Ope
 		return 0, nil
 	}
 	err = s.runGit(ctx, sess, gitgate.Invocation{Op: *op, Repo: repo, Protocol: protocol, Stdout: out})
-	end(outcomeFor(err), out.n)
 	var exit *gitgate.ExitError
+	var busy *gitgate.Refusal
+	if errors.As(err, &busy) {
+		end(gitgate.OutcomeOf(busy), 0)
+		return sess.refuse(busy), busy
+	}
+	end(outcomeFor(err), out.n)
 	switch {
 	case err == nil:
 		return 0, nil
@@ -245,7 +294,17 @@ func (s *Server) gateSession(ctx context.Context, sess *session, op *gitgate.Ope
 // fed from the channel: when the client half-closes (sends EOF, as git does
 // after the last pack byte of a push) git sees EOF, and when git exits first
 // nothing waits for the client's input.
+//
+// It first takes a share of the git processes from the limiter, held until
+// git is reaped; over a limit it returns the limiter's *gitgate.Refusal and
+// starts nothing. The connection's idle timeout covers a running git too:
+// neither the client's input nor git's output moving closes it.
 func (s *Server) runGit(ctx context.Context, sess *session, inv gitgate.Invocation) error {
+	release, err := s.cfg.Limiter.Acquire(inv.Op)
+	if err != nil {
+		return err
+	}
+	defer release()
 	stdin, err := sess.startInput()
 	if err != nil {
 		return err
