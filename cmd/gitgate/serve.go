@@ -104,7 +104,7 @@ func serveCommand() *cli.Command {
 				Usage:   "do not install the hooks (pre-receive, reference-transaction) into the repositories at start",
 				EnvVars: []string{"GITGATE_NO_HOOKS"},
 			},
-		}, geoFlags()...),
+		}, append(geoFlags(), limitFlags()...)...),
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(c)
 			if err != nil {
@@ -128,7 +128,12 @@ func serveCommand() *cli.Command {
 			if c.Int("signin-max-failures") < 1 {
 				return usageError{errors.New("serve: --signin-max-failures must be at least 1")}
 			}
+			limits, err := limitOptionsFrom(c)
+			if err != nil {
+				return err
+			}
 			s := &serveCmd{
+				limits:            limits,
 				trustedProxies:    trusted,
 				sshProxyProtocol:  c.Bool("ssh-proxy-protocol"),
 				signinMaxFailures: c.Int("signin-max-failures"),
@@ -171,6 +176,7 @@ type serveCmd struct {
 	trustedProxies    *access.TrustedProxies
 	sshProxyProtocol  bool
 	signinMaxFailures int
+	limits            limitOptions
 	log               *slog.Logger
 	stdout            io.Writer
 }
@@ -185,6 +191,7 @@ type gate struct {
 	users    *access.Live
 	policy   *gitgate.Policy
 	tracker  *gitgate.Tracker
+	limiter  *gitgate.Limiter // git processes, shared by HTTP and SSH
 	metrics  *metrics.Metrics
 	audit    *audit.Log
 	geo      *geoSite // nil without Geo
@@ -292,6 +299,7 @@ func (s *serveCmd) build(ctx context.Context) (*gate, error) {
 	g.policy = &gitgate.Policy{State: g.live, Access: g.users}
 	g.metrics = metrics.New(g.live)
 	g.tracker = gitgate.NewTracker(g.metrics)
+	g.limiter = gitgate.NewLimiter(s.limits.git)
 	if g.geo, err = s.setupGeo(g); err != nil {
 		return nil, fmt.Errorf("geo: %w", err)
 	}
@@ -360,6 +368,11 @@ func (s *serveCmd) httpServer(g *gate) (*httpgit.Server, error) {
 		Ready:    readiness(g.live, g.resolver),
 		Tracker:  g.tracker,
 		Log:      s.log,
+
+		Limiter:         g.limiter,
+		MaxRequestBody:  s.limits.maxRequestBody,
+		MaxInflatedBody: s.limits.maxInflatedBody,
+		BodyIdleTimeout: s.limits.bodyIdleTimeout,
 	}
 	if s.trustedProxies != nil {
 		cfg.ClientAddr = s.trustedProxies.ClientAddr
@@ -396,6 +409,9 @@ func (s *serveCmd) sshServer(g *gate) (func(context.Context) error, error) {
 		Runner:            g.runner,
 		Tracker:           g.tracker,
 		Log:               s.log,
+
+		Limiter:            g.limiter,
+		MaxSessionsPerUser: s.limits.sshSessionsPerUser,
 	}
 	if s.sshProxyProtocol {
 		cfg.TrustProxyHeader = s.trustedProxies.TrustsAddr
