@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"runtime"
 	"strings"
 	"testing"
@@ -216,4 +218,30 @@ func TestFloodOfUnfinishedBodiesIsBounded(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	gittest.MustGit(t, g.env, t.TempDir(), "clone", "-q", g.url+"/repo.git", "clone")
+}
+
+// A fetch whose advertisement was served but whose POST finds the server
+// full shows the busy message: git prints the ERR packet.
+func TestBusyFetchPostShowsTheMessage(t *testing.T) {
+	l := gitgate.NewLimiter(gitgate.Limits{Global: 1})
+	g := startGate(t, gateOptions{configure: func(c *httpgit.Config) { c.Limiter = l }})
+	_, commit := gittest.BareRepoWithCommit(t, g.env, g.root, "repo")
+	target, _ := url.Parse(g.url)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	front := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			openFetch(t, g, l, commit, 1) // takes the only slot
+		}
+		proxy.ServeHTTP(w, r)
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go front.Serve(ln)
+	defer front.Close()
+	res := gittest.Git(t, g.env, t.TempDir(), "-c", "protocol.version=0", "clone", "http://"+ln.Addr().String()+"/repo.git", "c")
+	if res.Err == nil || !strings.Contains(res.Stderr, "fatal: remote error: "+gitgate.BusyMessage+"\n") {
+		t.Fatalf("clone: %v\n%s", res.Err, res.Stderr)
+	}
 }
