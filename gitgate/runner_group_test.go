@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -84,6 +85,59 @@ func TestRunKillsTheWholeProcessGroup(t *testing.T) {
 	for i := 0; !processGone(pid); i++ {
 		if i == 500 {
 			t.Fatalf("helper %d (ignores SIGTERM) survived its git", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// countWriter counts what is written to it; it is not an *os.File, so
+// os/exec copies git's output through a pipe of its own.
+type countWriter struct{ n int }
+
+func (w *countWriter) Write(p []byte) (int, error) {
+	w.n += len(p)
+	return len(p), nil
+}
+
+// When git exits but a helper keeps its output open, Run returns after
+// KillDelay and the helper is killed with the rest of the group.
+func TestRunKillsHelpersThatOutliveGit(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "pid")
+	path := filepath.Join(dir, "git")
+	// git exits once its helper, which keeps git's stdout, has started.
+	script := "#!/bin/sh\n" +
+		"sh -c 'trap \"\" TERM; echo $$ > " + pidFile + ".tmp; mv " + pidFile + ".tmp " + pidFile + "; exec sleep 300' &\n" +
+		"i=0; while [ ! -s " + pidFile + " ] && [ $i -lt 3000 ]; do sleep 0.01; i=$((i+1)); done\n" +
+		"exit 0\n"
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRunner(path, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.KillDelay = 200 * time.Millisecond
+	err = r.Run(context.Background(), Invocation{
+		Op:     Operation{Service: UploadPack, Repo: "x"},
+		Repo:   Repo{Name: "x", Path: t.TempDir()},
+		Stdout: &countWriter{},
+	})
+	if !errors.Is(err, exec.ErrWaitDelay) {
+		t.Errorf("Run = %v; want exec.ErrWaitDelay (output held open)", err)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	for i := 0; !processGone(pid); i++ {
+		if i == 500 {
+			t.Fatalf("helper %d outlived its git", pid)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
