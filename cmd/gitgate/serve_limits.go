@@ -81,23 +81,26 @@ func limitOptionsFrom(c *cli.Context) (limitOptions, error) {
 		bodyIdleTimeout:    c.Duration("http-idle-timeout"),
 		sshSessionsPerUser: c.Int("ssh-max-sessions-per-user"),
 	}
-	for name, n := range map[string]int{"--max-git": o.git.Global, "--max-git-per-repo": o.git.PerRepo, "--max-git-per-user": o.git.PerUser} {
-		if n == 0 || n < -1 {
-			return o, fmt.Errorf("%s must be a positive number or -1 (no limit)", name)
+	for _, f := range []struct {
+		name string
+		n    int
+	}{{"--max-git", o.git.Global}, {"--max-git-per-repo", o.git.PerRepo}, {"--max-git-per-user", o.git.PerUser}} {
+		if f.n == 0 || f.n < -1 {
+			return o, usageError{fmt.Errorf("%s must be a positive number or -1 (no limit)", f.name)}
 		}
 	}
 	if o.sshSessionsPerUser <= 0 {
-		return o, fmt.Errorf("--ssh-max-sessions-per-user must be a positive number")
+		return o, usageError{fmt.Errorf("--ssh-max-sessions-per-user must be a positive number")}
 	}
 	if o.bodyIdleTimeout == 0 {
-		return o, fmt.Errorf("--http-idle-timeout must not be 0 (use -1s for no timeout)")
+		return o, usageError{fmt.Errorf("--http-idle-timeout must not be 0 (use -1s for no timeout)")}
 	}
 	var err error
 	if o.maxRequestBody, err = parseSize(c.String("max-request-body")); err != nil {
-		return o, fmt.Errorf("--max-request-body: %w", err)
+		return o, usageError{fmt.Errorf("--max-request-body: %w", err)}
 	}
 	if o.maxInflatedBody, err = parseSize(c.String("max-inflated-body")); err != nil {
-		return o, fmt.Errorf("--max-inflated-body: %w", err)
+		return o, usageError{fmt.Errorf("--max-inflated-body: %w", err)}
 	}
 	return o, nil
 }
@@ -105,6 +108,7 @@ func limitOptionsFrom(c *cli.Context) (limitOptions, error) {
 // parseSize reads a positive byte count with an optional KiB, MiB or GiB
 // suffix (also K, M, G, KB, MB, GB, all powers of 1024), or -1 for none.
 func parseSize(s string) (int64, error) {
+	orig := s
 	s = strings.TrimSpace(s)
 	if s == "-1" {
 		return -1, nil
@@ -122,7 +126,7 @@ func parseSize(s string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n <= 0 || n > (1<<62)/mult {
-		return 0, fmt.Errorf("invalid size %q: want a positive number of bytes, e.g. 32MiB, or -1", s)
+		return 0, fmt.Errorf("invalid size %q: want a positive number of bytes, e.g. 32MiB, or -1", orig)
 	}
 	return n * mult, nil
 }
