@@ -69,11 +69,11 @@ type body struct {
 	eof     bool
 }
 
-// newBody prepares the body of r for reading with the server's limits; limit
-// bounds its decompressed size (negative: only the inflated-body cap). It
-// reads nothing.
-func (s *Server) newBody(r *http.Request, limit int64) (*body, error) {
-	b := &body{raw: r.Body, rc: http.NewResponseController(nil), limit: limit, idle: s.cfg.BodyIdleTimeout}
+// newBody prepares the body of r, answered by w, for reading with the
+// server's limits; limit bounds its decompressed size (negative: only the
+// inflated-body cap). It reads nothing.
+func (s *Server) newBody(w http.ResponseWriter, r *http.Request, limit int64) (*body, error) {
+	b := &body{raw: r.Body, rc: http.NewResponseController(w), limit: limit, idle: s.cfg.BodyIdleTimeout}
 	switch enc := r.Header.Get("Content-Encoding"); enc {
 	case "", "identity":
 	case "gzip", "x-gzip":
@@ -85,12 +85,6 @@ func (s *Server) newBody(r *http.Request, limit int64) (*body, error) {
 		return nil, fmt.Errorf("unsupported Content-Encoding %q", enc)
 	}
 	return b, nil
-}
-
-// withResponse binds the body's deadlines to the response's connection.
-func (b *body) withResponse(w http.ResponseWriter) *body {
-	b.rc = http.NewResponseController(w)
-	return b
 }
 
 // Read reads decompressed bytes, failing with errBodyTooLarge past the limit

@@ -144,13 +144,12 @@ func (s *Server) rpc(w http.ResponseWriter, r *http.Request, inv gitgate.Invocat
 		http.Error(w, "Unsupported Media Type", http.StatusUnsupportedMediaType)
 		return result{http.StatusUnsupportedMediaType, 0, true}
 	}
-	in, err := s.newBody(r, s.bodyLimit(inv.Op.Service))
+	in, err := s.newBody(w, r, s.bodyLimit(inv.Op.Service))
 	if err != nil {
 		log.Warn("bad request body", "err", err)
 		http.Error(w, "Bad Request", http.StatusBadRequest)
 		return result{http.StatusBadRequest, 0, true}
 	}
-	in.withResponse(w)
 	defer in.Close()
 	// git may answer (progress, keepalives) while still reading the request.
 	rc := http.NewResponseController(w)

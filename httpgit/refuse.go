@@ -144,12 +144,11 @@ func isHex(b []byte) bool {
 // and closes the connection. It writes nothing and returns an error when
 // the request cannot be answered that way.
 func (s *Server) refuseReceivePack(w http.ResponseWriter, r *http.Request, msg string) error {
-	in, err := s.newBody(r, refusedBodyMax)
+	in, err := s.newBody(w, r, refusedBodyMax)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	in.withResponse(w)
 	in.deadline = time.Now().Add(refusedBodyTime)
 	defer in.rc.SetReadDeadline(time.Time{})
 
