@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/go-git/go-git/v5"
+
+	"github.com/gitgate/gitgate/internal/atomicfile"
 )
 
 // Limits on repository names. Generous for real use, tight for abuse.
@@ -288,17 +290,29 @@ func (r *Resolver) confined(real string) error {
 			return fmt.Errorf("%w: %s is outside the root", ErrUnsafeRepo, filepath.Base(dir))
 		}
 	}
-	f, err := os.Open(filepath.Join(objects, "info", "alternates"))
+	return r.confinedAlternates(objects, 0, map[string]bool{})
+}
+
+// Bounds on the alternates walk. git itself follows alternates of
+// alternates up to five levels deep; the total bounds the work a file full
+// of entries can cause.
+const (
+	maxAlternateDepth  = 5
+	maxAlternateStores = 64
+)
+
+// confinedAlternates checks that every alternate object store of the object
+// directory objects, and every alternate of those (git follows them too),
+// resolves inside the root. The alternates file is read only if it is a
+// regular file: a FIFO there would block the request that resolves the
+// repository forever.
+func (r *Resolver) confinedAlternates(objects string, depth int, seen map[string]bool) error {
+	data, err := atomicfile.ReadBounded(filepath.Join(objects, "info", "alternates"), maxAlternatesSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("%w: alternates: %w", ErrUnsafeRepo, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxAlternatesSize+1))
-	if err != nil || len(data) > maxAlternatesSize {
-		return fmt.Errorf("%w: alternates unreadable or larger than %d bytes", ErrUnsafeRepo, maxAlternatesSize)
+		return fmt.Errorf("%w: alternates unreadable, not a regular file, or larger than %d bytes: %w", ErrUnsafeRepo, maxAlternatesSize, err)
 	}
 	for _, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSpace(line)
@@ -311,8 +325,21 @@ func (r *Resolver) confined(real string) error {
 		if !filepath.IsAbs(line) {
 			line = filepath.Join(objects, line)
 		}
-		if p, err := filepath.EvalSymlinks(line); err != nil || !r.contains(p) {
+		p, err := filepath.EvalSymlinks(line)
+		if err != nil || !r.contains(p) {
 			return fmt.Errorf("%w: alternate object store %s is missing or outside the root", ErrUnsafeRepo, line)
+		}
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		if len(seen) > maxAlternateStores {
+			return fmt.Errorf("%w: more than %d alternate object stores", ErrUnsafeRepo, maxAlternateStores)
+		}
+		if depth < maxAlternateDepth {
+			if err := r.confinedAlternates(p, depth+1, seen); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
