@@ -2,9 +2,11 @@ package gitgate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"testing"
 )
@@ -79,5 +81,41 @@ func TestLiveStateNeverStepsBack(t *testing.T) {
 	}
 	if got := live.Current(); got.Err != nil || got.State.Version != want.Version {
 		t.Fatalf("after every reload returned: published %+v, last written version %d", got, want.Version)
+	}
+}
+
+// TestLiveStateMissingFileAfterAStateFailsClosed: once the gate has seen a
+// state, the state file vanishing is never "not in maintenance", even when
+// the version record in the lock file went with it (an admin who removed
+// "the stale lock file", then the state file, or both with one glob).
+func TestLiveStateMissingFileAfterAStateFailsClosed(t *testing.T) {
+	dir := t.TempDir()
+	store := NewFileStore(dir)
+	live := NewLiveState(store, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	on := true
+	if _, err := store.Apply(context.Background(), Change{Enabled: &on, By: "admin"}); err != nil {
+		t.Fatal(err)
+	}
+	live.Reload()
+	if s := live.Current(); s.Err != nil || !s.State.Enabled {
+		t.Fatalf("after enable: %+v", s)
+	}
+	for _, p := range []string{store.Path(), store.lockPath()} {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live.Reload()
+	s := live.Current()
+	if !errors.Is(s.Err, ErrStateMissing) {
+		t.Fatalf("state file and lock file removed while enabled: snapshot %+v; want ErrStateMissing", s)
+	}
+	// A reset writes a new state and the gate follows it.
+	if _, err := store.Reset(context.Background(), Change{Enabled: new(bool), By: "admin"}); err != nil {
+		t.Fatal(err)
+	}
+	live.Reload()
+	if s := live.Current(); s.Err != nil || s.State.Enabled {
+		t.Fatalf("after reset: %+v", s)
 	}
 }
