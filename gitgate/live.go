@@ -2,7 +2,12 @@ package gitgate
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +73,16 @@ func (l *LiveState) Reload() {
 	defer l.reload.Unlock()
 	st, err := l.store.Load(context.Background())
 	old := l.cur.Load()
+	if err == nil && st.Version == 0 && old.State.Version > 0 {
+		// "Never had a state", yet this process has seen one: the state
+		// file went away together with the version record in its lock
+		// file. That is lost, not "not in maintenance".
+		if _, serr := os.Lstat(l.store.Path()); errors.Is(serr, fs.ErrNotExist) {
+			err = fmt.Errorf("%w: %s was removed, with the version record in %s, after this gate had seen version %d; "+
+				`pushes stay refused; if that is intended, run "gitgate maintenance reset"`,
+				ErrStateMissing, l.store.Path(), filepath.Base(l.store.lockPath()), old.State.Version)
+		}
+	}
 	next := &Snapshot{State: st, Err: err}
 	if err != nil {
 		next.State = old.State // keep the last good state for display
