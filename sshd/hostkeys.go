@@ -166,6 +166,10 @@ func addHostKey(signers []gossh.Signer, s gossh.Signer) []gossh.Signer {
 	return append(signers, s)
 }
 
+// maxHostKeySize bounds a host key file: an OpenSSH private key of any type
+// gitgate uses, even RSA 16384, is far smaller.
+const maxHostKeySize = 64 << 10
+
 func readHostKey(path string) (gossh.Signer, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -174,7 +178,9 @@ func readHostKey(path string) (gossh.Signer, error) {
 	if fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("host key %s: permissions %#o are too open; it must be readable by its owner only (chmod 600)", path, fi.Mode().Perm())
 	}
-	data, err := os.ReadFile(path)
+	// Bounded in size and time, and only from a regular file: a FIFO or a
+	// device here must not hang or exhaust the server at start.
+	data, err := atomicfile.ReadBounded(path, maxHostKeySize)
 	if err != nil {
 		return nil, fmt.Errorf("host key: %w", err)
 	}
