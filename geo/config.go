@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -67,7 +68,9 @@ func ValidateNodeName(name string) error {
 // file that neither group nor others may read or write (mode & 0o077 == 0)
 // and must hold at least MinSecretLength bytes after trimming white space.
 func ReadSecret(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	// O_NONBLOCK: opening a FIFO must not wait for a writer; the mode
+	// check below then refuses it.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("geo secret file: %w", err)
 	}
