@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -58,11 +59,19 @@ func (l *Log) Record(ev Event) error {
 	if len(line) >= maxLine {
 		return fmt.Errorf("audit: event of %d bytes is too large", len(line))
 	}
-	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	// O_NONBLOCK: opening a FIFO must not wait for a reader (Record runs
+	// after a change was applied, and would hang the request that made it);
+	// anything but a regular file is refused.
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0o600)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	} else if !fi.Mode().IsRegular() {
+		return fmt.Errorf("audit: %s is not a regular file", l.path)
+	}
 	if _, err := f.Write(append(line, '\n')); err != nil {
 		return fmt.Errorf("audit: write: %w", err)
 	}
