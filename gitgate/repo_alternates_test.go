@@ -72,3 +72,33 @@ func TestResolverRefusesNestedAlternatesOutsideTheRoot(t *testing.T) {
 		t.Fatalf("Resolve(fork) with an alternates cycle: %v", err)
 	}
 }
+
+// A repository whose objects and refs are symlinks to another repository's
+// (inside the root) is that repository under a second name, with the
+// second name's access rules: it must not be served.
+func TestResolverRefusesBorrowedObjectsAndRefs(t *testing.T) {
+	r, _ := NewResolver(t.TempDir())
+	secret, err := r.Create(context.Background(), "group/secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range [][]string{{"objects"}, {"refs"}, {"objects", "refs"}} {
+		alias, err := r.Create(context.Background(), "public/alias")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range sub {
+			os.RemoveAll(filepath.Join(alias.Path, d))
+			if err := os.Symlink(filepath.Join(secret.Path, d), filepath.Join(alias.Path, d)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, err := r.Resolve("public/alias"); !errors.Is(err, ErrUnsafeRepo) {
+			t.Errorf("%v symlinked to another repository's: Resolve = %+v, %v; want ErrUnsafeRepo", sub, got, err)
+		}
+		os.RemoveAll(alias.Path)
+	}
+	if _, err := r.Resolve("group/secret"); err != nil {
+		t.Fatalf("the repository itself: %v", err)
+	}
+}
