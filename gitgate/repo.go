@@ -274,10 +274,11 @@ const maxAlternatesSize = 64 << 10
 // --strict) would open <repo>/.git first if it existed, and a gitfile or
 // symlink there can point anywhere; "commondir" and "gitdir" make a
 // worktree-style git dir that borrows another repository's refs and
-// objects. None of those may exist. The object store and the refs must
-// resolve inside the root, and so must every alternate object store: an
-// alternate elsewhere would let a fetch read, and a push build on, objects
-// of a repository the gate does not guard.
+// objects. None of those may exist. The object store and the refs must be
+// the repository's own directories, not symlinks, and every alternate
+// object store (alternates of alternates included) must resolve inside the
+// root: an alternate elsewhere would let a fetch read, and a push build on,
+// objects of a repository the gate does not guard.
 func (r *Resolver) confined(real string) error {
 	for _, name := range [...]string{".git", "commondir", "gitdir"} {
 		if _, err := os.Lstat(filepath.Join(real, name)); err == nil || !errors.Is(err, fs.ErrNotExist) {
@@ -285,9 +286,12 @@ func (r *Resolver) confined(real string) error {
 		}
 	}
 	objects := filepath.Join(real, "objects")
+	// The object store and the refs must be the repository's own
+	// directories: symlinked to another repository's, even inside the
+	// root, they would make this name a second name for that repository.
 	for _, dir := range [...]string{objects, filepath.Join(real, "refs")} {
-		if p, err := filepath.EvalSymlinks(dir); err != nil || !r.contains(p) {
-			return fmt.Errorf("%w: %s is outside the root", ErrUnsafeRepo, filepath.Base(dir))
+		if p, err := filepath.EvalSymlinks(dir); err != nil || p != dir {
+			return fmt.Errorf("%w: %s is a symbolic link or unreadable", ErrUnsafeRepo, filepath.Base(dir))
 		}
 	}
 	return r.confinedAlternates(objects, 0, map[string]bool{})
