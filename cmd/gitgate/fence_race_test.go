@@ -40,6 +40,9 @@ const fenceToggles = 200
 // the switch may still move a ref after enable has returned. (On the code
 // before the reference-transaction hook, about half the windows failed.)
 func TestMaintenanceFenceRace(t *testing.T) {
+	// Most of its time is spent waiting on git processes: let it overlap
+	// with the scripts.
+	t.Parallel()
 	for _, tool := range []string{"git", "ssh", "ssh-keygen"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s is not installed", tool)
