@@ -33,7 +33,7 @@ func TestMaintenanceEnableReportsFenceTimeout(t *testing.T) {
 	}
 	mustCLI(t, dir, "maintenance", "disable")
 	// "maintenance reset --enable" waits the same way.
-	stdout, stderr, code = gitgateCLI(t, dir, "maintenance", "reset", "--enable", "--fence-timeout", "10ms")
+	stdout, stderr, code = gitgateCLI(t, dir, "maintenance", "reset", "--force", "--enable", "--fence-timeout", "10ms")
 	if code != 1 || !strings.Contains(stdout, "maintenance mode: enabled") ||
 		!strings.Contains(stderr, "still running after 10ms") {
 		t.Fatalf("reset --enable: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)

@@ -88,9 +88,11 @@ func maintenanceCommand() *cli.Command {
 					"to one whose target is gone) is never read as \"not in maintenance\": the gate,\n" +
 					"the hook and the CLI refuse pushes and changes until this command writes a new\n" +
 					"one. Its version is one above the highest this data dir has held, so versions\n" +
-					"never go back and Geo secondaries follow. A running gate sees it at once.",
+					"never go back and Geo secondaries follow. A running gate sees it at once.\n" +
+					"A state that reads fine is left alone unless --force: use enable or disable.",
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "enable", Usage: "write a state in maintenance mode, so that pushes stay refused"},
+					&cli.BoolFlag{Name: "force", Usage: "reset even a state that reads fine"},
 					&cli.StringFlag{Name: "message", Usage: "with --enable: banner text (at most 255 characters)"},
 					fenceTimeoutFlag(),
 				},
@@ -255,9 +257,18 @@ func resetMaintenance(c *cli.Context) error {
 	}
 	store := localStore(c, dir)
 	ev := audit.Event{Action: "maintenance.reset", Actor: cliActor(), Transport: "cli"}
-	if old, err := store.Load(c.Context); err != nil {
+	old, err := store.Load(c.Context)
+	switch {
+	case err != nil:
 		ev.Detail = "old state unreadable: " + err.Error()
-	} else {
+	case !c.Bool("force"):
+		mode := "disabled"
+		if old.Enabled {
+			mode = "enabled"
+		}
+		return fmt.Errorf("the maintenance state reads fine (maintenance %s, version %d): nothing to reset; "+
+			"use \"maintenance enable\" or \"maintenance disable\", or reset --force to replace it anyway", mode, old.Version)
+	default:
 		ev.Old = api.AuditState(old)
 	}
 	st, err := store.Reset(c.Context, gitgate.Change{Enabled: &enable, Message: &msg, By: cliActor()})
