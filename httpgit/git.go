@@ -133,7 +133,7 @@ func (s *Server) infoRefs(w http.ResponseWriter, r *http.Request, inv gitgate.In
 		}
 	}
 	inv.AdvertiseRefs = true
-	return s.runGit(r, out, inv, nil, log)
+	return s.runGit(r, out, inv, nil, nil, log)
 }
 
 // rpc runs an upload-pack or receive-pack request, streaming the request
@@ -158,14 +158,22 @@ func (s *Server) rpc(w http.ResponseWriter, r *http.Request, inv gitgate.Invocat
 	h.Set("Content-Type", "application/x-"+svc+"-result")
 	noCache(h)
 	inv.Stdin, inv.StopStdin = in, in.stop
-	return s.runGit(r, &responseStream{w: w, rc: rc, idle: s.cfg.BodyIdleTimeout}, inv, in, log)
+	out := &responseStream{w: w, rc: rc, idle: s.cfg.BodyIdleTimeout}
+	var rec *prefixRecorder
+	if inv.Op.Service == gitgate.ReceivePack {
+		// Keep the push's commands, to answer it if it is stopped at its
+		// ref update (see prefixRecorder).
+		rec = &prefixRecorder{r: in}
+		inv.Stdin = rec
+	}
+	return s.runGit(r, out, inv, in, rec, log)
 }
 
 // runGit runs git with stdout streamed into out. in is the request body git
 // reads, if any. git's stderr is kept (its tail) for the log. A request body
 // that failed (malformed, over its limit, idle) is answered with its own
 // status when nothing was sent yet.
-func (s *Server) runGit(r *http.Request, out *responseStream, inv gitgate.Invocation, in *body, log *slog.Logger) result {
+func (s *Server) runGit(r *http.Request, out *responseStream, inv gitgate.Invocation, in *body, rec *prefixRecorder, log *slog.Logger) result {
 	defer out.clearDeadlines()
 
 	stderr := &tailBuffer{max: 2048}
@@ -180,6 +188,13 @@ func (s *Server) runGit(r *http.Request, out *responseStream, inv gitgate.Invoca
 	}
 	if err == nil && bodyErr == nil {
 		return result{http.StatusOK, out.n, false}
+	}
+	if rec != nil && bodyErr == nil && r.Context().Err() == nil && refusedAtCommit(stderr.String()) {
+		if cmds := rec.commands(); cmds.caps != nil {
+			log.Info("push stopped at its ref update: maintenance was switched on after its check")
+			writePushRefusal(out, cmds, gitgate.MaintenanceMessage)
+			return result{http.StatusOK, out.n, true}
+		}
 	}
 	log.Warn("git failed", "err", err, "body_err", bodyErr, "stderr", stderr.String(), "bytes_sent", out.n)
 	if out.n > 0 {

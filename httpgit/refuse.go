@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing/format/pktline"
@@ -177,7 +179,18 @@ func (s *Server) refuseReceivePack(w http.ResponseWriter, r *http.Request, msg s
 	h := w.Header()
 	h.Set("Content-Type", "application/x-git-receive-pack-result")
 	noCache(h)
-	// git shows each ref as "! [remote rejected] <ref> (<reason>)".
+	// From here on the answer is written; a failure to write it means the
+	// client is gone, and there is nothing else to say.
+	writePushRefusal(w, cmds, msg)
+	return nil
+}
+
+// writePushRefusal answers a push in the Git protocol: the message on the
+// progress band, where git shows it as "remote: <msg>", and a report that
+// rejects each of cmds' refs, which git shows as
+// "! [remote rejected] <ref> (<reason>)". Without a progress band only the
+// report is sent.
+func writePushRefusal(w io.Writer, cmds *pushCommands, msg string) {
 	reason := "refused"
 	switch msg {
 	case gitgate.MaintenanceMessage:
@@ -193,8 +206,6 @@ func (s *Server) refuseReceivePack(w http.ResponseWriter, r *http.Request, msg s
 	}
 	enc.Flush()
 
-	// From here on the answer is written; a failure to write it means the
-	// client is gone, and there is nothing else to say.
 	max := 0 // payload per packet of the progress band; 0: no band
 	switch {
 	case cmds.caps["side-band-64k"]:
@@ -204,12 +215,59 @@ func (s *Server) refuseReceivePack(w http.ResponseWriter, r *http.Request, msg s
 	}
 	if max == 0 {
 		w.Write(report.Bytes()) // no progress channel: the reason goes in the report
-		return nil
+		return
 	}
 	writeBand(w, max, 2, []byte(msg+"\n"))
 	writeBand(w, max, 1, report.Bytes())
 	io.WriteString(w, "0000")
-	return nil
+}
+
+// A push can also be stopped after git has read it: maintenance switched on
+// between its pre-receive check and its ref update makes the
+// reference-transaction hook abort the update, and git 2.39 then dies
+// without a report ("ref updates aborted by hook"), its hook's words on its
+// stderr, which HTTP does not carry. The gate keeps the start of every
+// push's request (its commands) to answer such a push itself, as it answers
+// a push refused before git ran.
+
+// pushPrefixMax bounds what is kept of a push's request: the commands of
+// any real push fit (about 100 bytes a ref); the pack that follows is not
+// kept.
+const pushPrefixMax = 64 << 10
+
+// prefixRecorder passes a request body through to git and keeps its first
+// pushPrefixMax bytes.
+type prefixRecorder struct {
+	r io.Reader
+
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (p *prefixRecorder) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.mu.Lock()
+		if room := pushPrefixMax - len(p.buf); room > 0 {
+			p.buf = append(p.buf, b[:min(n, room)]...)
+		}
+		p.mu.Unlock()
+	}
+	return n, err
+}
+
+// commands parses the push's commands from what was kept.
+func (p *prefixRecorder) commands() *pushCommands {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cmds, _ := readPushCommands(bufio.NewReader(bytes.NewReader(p.buf)))
+	return cmds
+}
+
+// refusedAtCommit reports whether a receive-pack that failed was stopped by
+// the reference-transaction hook for maintenance, from its stderr.
+func refusedAtCommit(stderr string) bool {
+	return strings.Contains(stderr, gitgate.MaintenanceMessage)
 }
 
 // writeBand writes p on sideband channel band in packets of at most max
