@@ -123,17 +123,18 @@ type e2eGate struct {
 	logPath  string
 }
 
-// serve starts "gitgate serve" on free loopback ports and waits until it
-// listens. The gate is stopped (SIGTERM, then SIGKILL) and reaped when the
-// test ends.
-func (g *e2eTool) serve(t *testing.T) *e2eGate {
+// serve starts "gitgate [globalArgs] serve" on free loopback ports and waits
+// until it listens. The gate is stopped (SIGTERM, then SIGKILL) and reaped
+// when the test ends.
+func (g *e2eTool) serve(t *testing.T, globalArgs ...string) *e2eGate {
 	t.Helper()
 	logPath := filepath.Join(filepath.Dir(g.data), "gate.log")
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(g.bin, "serve", "--http-listen", "127.0.0.1:0", "--ssh-listen", "127.0.0.1:0", "--shutdown-grace", "5s")
+	args := append(globalArgs, "serve", "--http-listen", "127.0.0.1:0", "--ssh-listen", "127.0.0.1:0", "--shutdown-grace", "5s")
+	cmd := exec.Command(g.bin, args...)
 	// Every bad credential of the matrix comes from 127.0.0.1: raise the
 	// throttle so that they get their 401s (throttling has its own tests).
 	cmd.Env = append(g.env(), "GITGATE_SIGNIN_MAX_FAILURES=1000")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -9,14 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -290,65 +287,8 @@ func waitPushers(t *testing.T, ps []*fencePusher, cond func(*fencePusher, pusher
 // test ends.
 func startFenceGate(t *testing.T, g *e2eTool) (httpHost, sshHost string) {
 	t.Helper()
-	logPath := filepath.Join(filepath.Dir(g.data), "gate.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(g.bin, "--log-level", "warn", "serve", "--http-listen", "127.0.0.1:0", "--ssh-listen", "127.0.0.1:0", "--shutdown-grace", "5s")
-	cmd.Env = g.env()
-	cmd.Stderr = logf
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	hosts := make(chan [2]string, 1)
-	done := make(chan error, 1)
-	go func() {
-		re := regexp.MustCompile(`^(http|ssh): listening on (?:http://|ssh://git@)(\S+)`)
-		var h [2]string
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				if m[1] == "http" {
-					h[0] = m[2]
-				} else {
-					h[1] = m[2]
-					hosts <- h
-				}
-			}
-		}
-		close(hosts)
-		done <- cmd.Wait()
-		logf.Close()
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("gate exit after SIGTERM: %v; see %s", err, logPath)
-			}
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-done
-			t.Errorf("gate did not stop within 15s of SIGTERM")
-		}
-	})
-	select {
-	case h, ok := <-hosts:
-		if !ok || h[0] == "" {
-			log, _ := os.ReadFile(logPath)
-			t.Fatalf("gate exited before listening:\n%s", log)
-		}
-		return h[0], h[1]
-	case <-time.After(30 * time.Second):
-		t.Fatal("gate did not print its addresses within 30s")
-	}
-	return "", ""
+	gate := g.serve(t, "--log-level", "warn")
+	return gate.httpHost, gate.sshHost
 }
 
 // readBranches lists the repository's branches with their values, read
