@@ -106,10 +106,33 @@ func (s Script) RenderHook(name string) ([]byte, error) {
 	tail := ""
 	if name == TxnHookName {
 		tail = ` -- "$@"`
+		b.WriteString(s.releaseInShell())
 	}
 	fmt.Fprintf(&b, "exec %s hook %s %s --chained \"$0%s\"%s\n",
 		shQuote(s.Binary), name, strings.Join(args, " "), ChainedSuffix, tail)
 	return b.Bytes(), nil
+}
+
+// releaseInShell is the reference-transaction script's fast path for
+// "committed" and "aborted" when the repository has no hook of its own to
+// chain: it removes one record of the git process ($PPID, as the gitgate
+// hook would) without starting gitgate, which saves one start of the
+// binary per push. With a status URL there is no record to remove.
+func (s Script) releaseInShell() string {
+	release := ""
+	if s.StatusURL == "" {
+		release = "\t\tfor m in " + shQuote(filepath.Join(s.DataDir, gitgate.TxnDirName)) +
+			"/\"$PPID\"-*; do rm -f -- \"$m\"; break; done\n"
+	}
+	return "# After the update (committed, aborted): drop its record, quickly.\n" +
+		"case \"$1\" in\n" +
+		"committed|aborted)\n" +
+		"\tif [ ! -e \"$0" + ChainedSuffix + "\" ]; then\n" +
+		release +
+		"\t\texit 0\n" +
+		"\tfi\n" +
+		"\t;;\n" +
+		"esac\n"
 }
 
 // shQuote quotes s as one sh word.
