@@ -214,3 +214,32 @@ func TestReferenceTransactionChainsOwnHook(t *testing.T) {
 		t.Errorf("own hook saw %q, want %q", got, want)
 	}
 }
+
+// With a reference-transaction hook of the repository's own, the installed
+// script does not take its shell shortcut for "committed": gitgate runs,
+// drops the record and runs the own hook in every state; without one, the
+// shortcut drops the record. Either way no marker is left.
+func TestInstalledTxnScriptReleasesWithAndWithoutOwnHook(t *testing.T) {
+	for _, own := range []bool{false, true} {
+		t.Run(fmt.Sprint("own hook ", own), func(t *testing.T) {
+			f := newFixture(t)
+			seen := filepath.Join(t.TempDir(), "seen")
+			if own {
+				script := fmt.Sprintf("#!/bin/sh\necho \"$1\" >> '%s'\ncat >/dev/null\n", seen)
+				if err := os.WriteFile(filepath.Join(f.bare, "hooks", hooks.TxnHookName), []byte(script), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f.install(hooks.Script{})
+			stderr, err := f.push(f.bare)
+			f.assertAccepted(stderr, err)
+			if n := markers(t, filepath.Join(f.dataDir, gitgate.TxnDirName)); len(n) != 0 {
+				t.Errorf("markers left behind: %v", n)
+			}
+			got, _ := os.ReadFile(seen)
+			if want := "prepared\ncommitted\n"; own && string(got) != want {
+				t.Errorf("own hook saw %q, want %q", got, want)
+			}
+		})
+	}
+}
