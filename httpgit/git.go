@@ -80,7 +80,10 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 		end := s.cfg.Tracker.Begin(op)
 		res = s.rpc(w, r, inv, log)
 		outcome := gitgate.OutcomeOK
-		if res.failed {
+		switch {
+		case res.refusedMaintenance:
+			outcome = gitgate.OutcomeRefusedMaintenance
+		case res.failed:
 			outcome = gitgate.OutcomeError
 		}
 		end(outcome, res.sent)
@@ -113,6 +116,9 @@ type result struct {
 	status int
 	sent   int64
 	failed bool
+	// refusedMaintenance is set for a push that git started but the
+	// maintenance fence stopped at its ref update.
+	refusedMaintenance bool
 }
 
 // infoRefs writes the ref advertisement for the service.
@@ -126,10 +132,10 @@ func (s *Server) infoRefs(w http.ResponseWriter, r *http.Request, inv gitgate.In
 	if !isProtocolV2(inv.Protocol) {
 		enc := pktline.NewEncoder(out)
 		if err := enc.Encodef("# service=%s\n", inv.Op.Service); err != nil {
-			return result{http.StatusOK, out.n, true}
+			return result{status: http.StatusOK, sent: out.n, failed: true}
 		}
 		if err := enc.Flush(); err != nil {
-			return result{http.StatusOK, out.n, true}
+			return result{status: http.StatusOK, sent: out.n, failed: true}
 		}
 	}
 	inv.AdvertiseRefs = true
@@ -142,13 +148,13 @@ func (s *Server) rpc(w http.ResponseWriter, r *http.Request, inv gitgate.Invocat
 	svc := string(inv.Op.Service)
 	if ct := r.Header.Get("Content-Type"); ct != "application/x-"+svc+"-request" {
 		http.Error(w, "Unsupported Media Type", http.StatusUnsupportedMediaType)
-		return result{http.StatusUnsupportedMediaType, 0, true}
+		return result{status: http.StatusUnsupportedMediaType, sent: 0, failed: true}
 	}
 	in, err := s.newBody(w, r, s.bodyLimit(inv.Op.Service))
 	if err != nil {
 		log.Warn("bad request body", "err", err)
 		http.Error(w, "Bad Request", http.StatusBadRequest)
-		return result{http.StatusBadRequest, 0, true}
+		return result{status: http.StatusBadRequest, sent: 0, failed: true}
 	}
 	defer in.Close()
 	// git may answer (progress, keepalives) while still reading the request.
@@ -187,31 +193,31 @@ func (s *Server) runGit(r *http.Request, out *responseStream, inv gitgate.Invoca
 		bodyErr = in.Err()
 	}
 	if err == nil && bodyErr == nil {
-		return result{http.StatusOK, out.n, false}
+		return result{status: http.StatusOK, sent: out.n, failed: false}
 	}
 	if rec != nil && bodyErr == nil && r.Context().Err() == nil && refusedAtCommit(stderr.String()) {
 		if cmds := rec.commands(); cmds.caps != nil {
 			log.Info("push stopped at its ref update: maintenance was switched on after its check")
 			writePushRefusal(out, cmds, gitgate.MaintenanceMessage)
-			return result{http.StatusOK, out.n, true}
+			return result{status: http.StatusOK, sent: out.n, failed: true, refusedMaintenance: true}
 		}
 	}
 	log.Warn("git failed", "err", err, "body_err", bodyErr, "stderr", stderr.String(), "bytes_sent", out.n)
 	if out.n > 0 {
-		return result{http.StatusOK, out.n, true} // headers were sent; the client sees a cut stream
+		return result{status: http.StatusOK, sent: out.n, failed: true} // headers were sent; the client sees a cut stream
 	}
 	if bodyErr != nil {
 		// The client's fault, whatever git made of its cut input.
 		status := bodyStatus(bodyErr)
 		out.w.Header().Set("Connection", "close")
 		http.Error(out.w, http.StatusText(status), status)
-		return result{status, 0, true}
+		return result{status: status, sent: 0, failed: true}
 	}
 	if r.Context().Err() == nil {
 		http.Error(out.w, "Internal Server Error", http.StatusInternalServerError)
-		return result{http.StatusInternalServerError, 0, true}
+		return result{status: http.StatusInternalServerError, sent: 0, failed: true}
 	}
-	return result{http.StatusOK, 0, true} // the client is gone
+	return result{status: http.StatusOK, sent: 0, failed: true} // the client is gone
 }
 
 // refuseBusy answers a request the limiter refused, so that git shows the
