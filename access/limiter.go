@@ -4,10 +4,11 @@ import (
 	"container/list"
 	"crypto/sha256"
 	"encoding/hex"
-	"net/netip"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gitgate/gitgate/gitgate"
 )
 
 // LimiterConfig tunes a [Limiter]. Zero fields take the defaults shown.
@@ -163,20 +164,10 @@ const maxUserKeyName = 64
 // without a port): IPv6 is reduced to its /64, the block a single host
 // usually holds. Anything unparsable is used as it is, bounded.
 func AddrKey(addr string) string {
-	ip, err := netip.ParseAddr(addr)
-	if err != nil {
-		ap, err := netip.ParseAddrPort(addr)
-		if err != nil {
-			return "addr:" + boundedKey(addr)
-		}
-		ip = ap.Addr()
+	if block, ok := gitgate.ClientBlock(addr); ok {
+		return "addr:" + block
 	}
-	ip = ip.Unmap().WithZone("")
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return "addr:" + p.String()
-	}
-	return "addr:" + ip.String()
+	return "addr:" + boundedKey(addr)
 }
 
 // UserKey is the [Limiter] key of a user name, as given with HTTP Basic or

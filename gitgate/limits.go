@@ -2,7 +2,7 @@ package gitgate
 
 import (
 	"fmt"
-	"net"
+	"net/netip"
 	"sync"
 )
 
@@ -70,16 +70,37 @@ func NewLimiter(limits Limits) *Limiter {
 func (l *Limiter) Limits() Limits { return l.limits }
 
 // UserKey is the key an operation's user is counted under: the user name,
-// or the remote host (without its port) for an anonymous client.
+// or for an anonymous client its address block (see [ClientBlock]).
 func UserKey(op Operation) string {
 	if op.User != nil {
 		return "user:" + op.User.Name
 	}
-	host, _, err := net.SplitHostPort(op.RemoteAddr)
-	if err != nil {
-		host = op.RemoteAddr
+	if block, ok := ClientBlock(op.RemoteAddr); ok {
+		return "addr:" + block
 	}
-	return "addr:" + host
+	return "addr:" + op.RemoteAddr
+}
+
+// ClientBlock is the block of addresses one client is counted under, for
+// the address addr (an IP address, with or without a port): an IPv4
+// address itself, an IPv6 address reduced to its /64, the block a single
+// host usually holds (so that a client cannot escape a per-client limit by
+// taking another address of its own). ok is false for an unparsable addr.
+func ClientBlock(addr string) (block string, ok bool) {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		ap, err := netip.ParseAddrPort(addr)
+		if err != nil {
+			return "", false
+		}
+		ip = ap.Addr()
+	}
+	ip = ip.Unmap().WithZone("")
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String(), true
+	}
+	return ip.String(), true
 }
 
 // Acquire takes a slot for op. It never waits: when a limit is reached it

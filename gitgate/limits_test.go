@@ -168,3 +168,24 @@ func TestLimiterPropertyUnderConcurrency(t *testing.T) {
 		t.Fatalf("counts left: %v %v", l.repos, l.users)
 	}
 }
+
+// An anonymous client is counted per address block: the addresses of one
+// IPv6 /64 (one host, usually) share a cap, as do an IPv4 address and its
+// IPv4-mapped IPv6 form; other blocks do not.
+func TestLimiterCountsAnonymousPerAddressBlock(t *testing.T) {
+	for _, tc := range []struct{ a, b string }{
+		{"[2001:db8:1:2::1]:5000", "[2001:db8:1:2:ffff::7]:6000"},
+		{"192.0.2.1:5000", "[::ffff:192.0.2.1]:6000"},
+	} {
+		l := NewLimiter(Limits{Global: 10, PerRepo: 10, PerUser: 1})
+		if _, err := l.Acquire(Operation{Repo: "r", RemoteAddr: tc.a}); err != nil {
+			t.Fatalf("%s: %v", tc.a, err)
+		}
+		if _, err := l.Acquire(Operation{Repo: "r", RemoteAddr: tc.b}); !errors.Is(err, ErrBusy) {
+			t.Errorf("%s after %s: %v, want ErrBusy (same client)", tc.b, tc.a, err)
+		}
+		if _, err := l.Acquire(Operation{Repo: "r", RemoteAddr: "[2001:db8:1:3::1]:5000"}); err != nil {
+			t.Errorf("another /64: %v", err)
+		}
+	}
+}

@@ -39,7 +39,7 @@ func limitFlags() []cli.Flag {
 		},
 		&cli.IntFlag{
 			Name:    "max-git-per-user",
-			Usage:   "git processes running at once for one user, or one address for anonymous clients (-1: no limit)",
+			Usage:   "git processes running at once for one user, or one address (IPv6: one /64) for anonymous clients (-1: no limit)",
 			Value:   gitgate.DefaultMaxGitPerUser,
 			EnvVars: []string{"GITGATE_MAX_GIT_PER_USER"},
 		},
