@@ -318,7 +318,7 @@ type PrimaryStatus struct {
 }
 
 // WriteStatusFile keeps <dataDir>/geo-primary-status.json current (every
-// few seconds) until ctx ends, so that "gitgate geo status" can show the
+// few seconds, and at once when the state changes) until ctx ends, so that "gitgate geo status" can show the
 // secondaries without asking the server. It returns when ctx is done.
 func (p *Primary) WriteStatusFile(ctx context.Context, dataDir string) {
 	path := filepath.Join(dataDir, PrimaryStatusFileName)
@@ -331,10 +331,12 @@ func (p *Primary) WriteStatusFile(ctx context.Context, dataDir string) {
 	tick := time.NewTicker(statusFileInterval)
 	defer tick.Stop()
 	for {
+		changed := p.live.Changed()
 		write()
 		select {
 		case <-ctx.Done():
 			return
+		case <-changed: // a toggle shows at once, not at the next tick
 		case <-tick.C:
 		}
 	}
