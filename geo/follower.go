@@ -223,6 +223,14 @@ func (f *Follower) Run(ctx context.Context) {
 		if err == nil {
 			err = f.apply(ctx, resp, resync)
 		}
+		if err == nil {
+			// Recorded before the stop check: a state this site has
+			// mirrored is in its status, even when the stop came next.
+			f.update(func(s *followerState) {
+				s.connected, s.lastError = true, ""
+				s.lastContact, s.version = f.now(), resp.State.Version
+			})
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -247,10 +255,6 @@ func (f *Follower) Run(ctx context.Context) {
 			failures, lastLogged = 0, ""
 		}
 		resync = false
-		f.update(func(s *followerState) {
-			s.connected, s.lastError = true, ""
-			s.lastContact, s.version = f.now(), resp.State.Version
-		})
 		// A primary that answers "unchanged" at once (it should wait) must
 		// not turn this loop into a busy one.
 		if resp.State.Version == before && f.now().Sub(start) < f.opts.MinBackoff {
