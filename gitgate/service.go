@@ -13,6 +13,13 @@ const (
 	UploadPack    Service = "git-upload-pack"    // clone, fetch, pull, ls-remote
 	ReceivePack   Service = "git-receive-pack"   // push
 	UploadArchive Service = "git-upload-archive" // git archive --remote
+
+	// Git LFS operations (see package lfs). They are not git services and
+	// ParseService does not accept them; they exist so that the one policy
+	// decides LFS requests as it decides git's.
+	LFSDownload Service = "lfs-download" // object download, lock listing and verify
+	LFSUpload   Service = "lfs-upload"   // object upload: a write
+	LFSLock     Service = "lfs-lock"     // lock create and unlock: a write
 )
 
 // ErrUnknownService is returned by [ParseService] for anything but the three
@@ -30,7 +37,7 @@ func ParseService(name string) (Service, error) {
 }
 
 // IsWrite reports whether the service can change a repository.
-func (s Service) IsWrite() bool { return s == ReceivePack }
+func (s Service) IsWrite() bool { return s == ReceivePack || s == LFSUpload || s == LFSLock }
 
 // Subcommand is the git subcommand that implements the service ("upload-pack").
 func (s Service) Subcommand() string { return strings.TrimPrefix(string(s), "git-") }

@@ -50,6 +50,9 @@ type Config struct {
 	ReadyDetails func() any
 	// Tracker counts operations in flight and feeds metrics (optional).
 	Tracker *gitgate.Tracker
+	// LFS, when set, serves the Git LFS API: every path with /info/lfs/
+	// (see package lfs). Without it those paths are 404.
+	LFS http.Handler
 	// PushProxy, when set, serves allowed pushes (both the advertisement
 	// and the POST) instead of the local git (a Geo secondary).
 	PushProxy PushProxy
@@ -129,6 +132,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if strings.HasPrefix(r.URL.Path, "/-/") || strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/metrics" {
 		s.mux.ServeHTTP(w, r)
+		return
+	}
+	if s.cfg.LFS != nil && strings.Contains(r.URL.Path, "/info/lfs/") {
+		s.cfg.LFS.ServeHTTP(w, r)
 		return
 	}
 	s.serveGit(w, r)

@@ -109,3 +109,52 @@ func startsWithService(s string) bool {
 	}
 	return false
 }
+
+// LFSCommand is a git-lfs-authenticate request: git-lfs runs it over SSH to
+// get the URL of the LFS HTTP API and a header for it.
+type LFSCommand struct {
+	// Path is the repository path as sent, without quotes and without a
+	// leading "/" or "~/"; Name is its canonical form.
+	Path, Name string
+	// Operation is "download" or "upload".
+	Operation string
+}
+
+// lfsAuthenticate is the command's name.
+const lfsAuthenticate = "git-lfs-authenticate"
+
+// ParseLFSCommand recognises git-lfs-authenticate: ok is false for any other
+// command (then ParseCommand applies). Its arguments are a repository path,
+// bare or single-quoted as git-lfs sends it, and the operation, download or
+// upload; the path is checked as ParseCommand checks a git service's.
+func ParseLFSCommand(raw string) (cmd LFSCommand, ok bool, err error) {
+	args, ok := strings.CutPrefix(raw, lfsAuthenticate+" ")
+	if !ok {
+		return LFSCommand{}, raw == lfsAuthenticate, fmt.Errorf("%w: git-lfs-authenticate takes a path and download or upload", ErrMalformedCommand)
+	}
+	if len(raw) > maxCommandLength {
+		return LFSCommand{}, true, fmt.Errorf("%w: longer than %d bytes", ErrMalformedCommand, maxCommandLength)
+	}
+	words := strings.Split(args, " ")
+	if len(words) != 2 || (words[1] != "download" && words[1] != "upload") {
+		return LFSCommand{}, true, fmt.Errorf("%w: git-lfs-authenticate takes a path and download or upload", ErrMalformedCommand)
+	}
+	inner := words[0]
+	if q, quoted := strings.CutPrefix(inner, "'"); quoted {
+		if inner, quoted = strings.CutSuffix(q, "'"); !quoted {
+			return LFSCommand{}, true, fmt.Errorf("%w: unbalanced quote", ErrMalformedCommand)
+		}
+	}
+	if strings.ContainsRune(inner, '\'') {
+		return LFSCommand{}, true, fmt.Errorf("%w: quote inside the path", ErrMalformedCommand)
+	}
+	path, slash := strings.CutPrefix(inner, "/")
+	if !slash {
+		path, _ = strings.CutPrefix(inner, "~/")
+	}
+	name, err := gitgate.CleanName(path)
+	if err != nil {
+		return LFSCommand{}, true, fmt.Errorf("%w: %w", ErrInvalidPath, err)
+	}
+	return LFSCommand{Path: path, Name: name, Operation: words[1]}, true, nil
+}

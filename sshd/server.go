@@ -44,6 +44,13 @@ type PushProxy interface {
 	ProxySSHPush(ctx context.Context, user *gitgate.User, repo, protocol string, stdin io.Reader, stdout io.Writer) error
 }
 
+// LFSAuthenticator answers git-lfs-authenticate for op (User set, Repo as
+// sent) with the JSON git-lfs expects. A *gitgate.Refusal error is shown
+// like the server's own refusals.
+type LFSAuthenticator interface {
+	SSHAuthenticate(ctx context.Context, op *gitgate.Operation, operation string) ([]byte, error)
+}
+
 // Config holds a Server's dependencies and limits. Keys, Policy, Resolver,
 // Runner and HostKeyDir are required. For the limits, zero means the default;
 // a negative duration turns that limit off.
@@ -65,6 +72,9 @@ type Config struct {
 	// PushProxy, when set, carries out allowed pushes instead of the
 	// local git (a Geo secondary).
 	PushProxy PushProxy
+	// LFS, when set, answers git-lfs-authenticate; without it the command
+	// is refused like any other.
+	LFS LFSAuthenticator
 	// TrustProxyHeader, when set, turns on the PROXY protocol (v1 and v2):
 	// a connection from a peer it accepts may start with a PROXY header
 	// naming the real client, read within ProxyHeaderTimeout. Anyone

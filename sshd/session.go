@@ -237,6 +237,13 @@ func (s *Server) gateSession(ctx context.Context, sess *session, op *gitgate.Ope
 		return 0, nil
 	}
 
+	if lc, isLFS, err := ParseLFSCommand(sess.command); isLFS {
+		if err != nil {
+			return sess.fail(exitUsage, commandMessage(err)), err
+		}
+		op.Repo = lc.Path
+		return s.lfsAuthenticate(ctx, sess, op, lc.Operation)
+	}
 	cmd, err := ParseCommand(sess.command)
 	if err != nil {
 		return sess.fail(exitUsage, commandMessage(err)), err
@@ -288,6 +295,25 @@ func (s *Server) gateSession(ctx context.Context, sess *session, op *gitgate.Ope
 		sess.fail(exitRefused, shuttingDownMessage)
 	}
 	return exitRefused, fmt.Errorf("%w: %w", errRunGit, err)
+}
+
+// lfsAuthenticate answers git-lfs-authenticate: the LFS API's URL and a
+// short-lived header, as JSON on stdout. Resolving and deciding are the LFS
+// server's, with the same policy.
+func (s *Server) lfsAuthenticate(ctx context.Context, sess *session, op *gitgate.Operation, operation string) (int, error) {
+	if s.cfg.LFS == nil {
+		return sess.fail(exitUsage, disallowedMessage), ErrDisallowedCommand
+	}
+	answer, err := s.cfg.LFS.SSHAuthenticate(ctx, op, operation)
+	var r *gitgate.Refusal
+	switch {
+	case errors.As(err, &r):
+		return sess.refuse(r), r
+	case err != nil:
+		return sess.fail(exitRefused, internalErrorMessage), err
+	}
+	sess.ch.Write(append(answer, '\n'))
+	return 0, nil
 }
 
 // runGit runs git for inv with the session's streams. git's stdin is a pipe

@@ -23,6 +23,7 @@ import (
 	"github.com/gitgate/gitgate/gitgate"
 	"github.com/gitgate/gitgate/hooks"
 	"github.com/gitgate/gitgate/httpgit"
+	"github.com/gitgate/gitgate/lfs"
 	"github.com/gitgate/gitgate/metrics"
 	"github.com/gitgate/gitgate/sshd"
 )
@@ -104,7 +105,7 @@ func serveCommand() *cli.Command {
 				Usage:   "do not install the hooks (pre-receive, reference-transaction) into the repositories at start",
 				EnvVars: []string{"GITGATE_NO_HOOKS"},
 			},
-		}, append(geoFlags(), limitFlags()...)...),
+		}, append(geoFlags(), append(limitFlags(), lfsFlags()...)...)...),
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(c)
 			if err != nil {
@@ -132,8 +133,13 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			lfsOpts, err := lfsOptionsFrom(c)
+			if err != nil {
+				return err
+			}
 			s := &serveCmd{
 				limits:            limits,
+				lfs:               lfsOpts,
 				trustedProxies:    trusted,
 				sshProxyProtocol:  c.Bool("ssh-proxy-protocol"),
 				signinMaxFailures: c.Int("signin-max-failures"),
@@ -177,6 +183,7 @@ type serveCmd struct {
 	sshProxyProtocol  bool
 	signinMaxFailures int
 	limits            limitOptions
+	lfs               lfsOptions
 	log               *slog.Logger
 	stdout            io.Writer
 }
@@ -194,7 +201,9 @@ type gate struct {
 	limiter  *gitgate.Limiter // git processes, shared by HTTP and SSH
 	metrics  *metrics.Metrics
 	audit    *audit.Log
-	geo      *geoSite // nil without Geo
+	geo      *geoSite    // nil without Geo
+	lfs      *lfs.Server // nil when the data dir cannot hold LFS objects
+	httpURL  string      // the HTTP listener's URL, once listening
 }
 
 // Execute runs the gate until ctx is done, then shuts down gracefully.
@@ -215,6 +224,7 @@ func (s *serveCmd) Execute(ctx context.Context) error {
 		return fmt.Errorf("http listen: %w", err)
 	}
 	url := "http://" + httpLn.Addr().String()
+	g.httpURL = url
 	fmt.Fprintf(s.stdout, "http: listening on %s\n", url)
 	fmt.Fprintf(s.stdout, "  clone:  git clone %s/<repo>.git\n", url)
 	fmt.Fprintf(s.stdout, "  api:    %s%s\n", url, api.SettingsPath)
@@ -377,6 +387,11 @@ func (s *serveCmd) httpServer(g *gate) (*httpgit.Server, error) {
 	if s.trustedProxies != nil {
 		cfg.ClientAddr = s.trustedProxies.ClientAddr
 	}
+	if l, err := s.lfsServer(g, auth); err != nil {
+		return nil, err
+	} else if l != nil {
+		cfg.LFS = l
+	}
 	if p := g.geo.pushProxy(); p != nil {
 		cfg.PushProxy = p
 		cfg.ReadyDetails = func() any { return map[string]any{"geo": p.Status()} }
@@ -412,6 +427,9 @@ func (s *serveCmd) sshServer(g *gate) (func(context.Context) error, error) {
 
 		Limiter:            g.limiter,
 		MaxSessionsPerUser: s.limits.sshSessionsPerUser,
+	}
+	if g.lfs != nil {
+		cfg.LFS = g.lfs
 	}
 	if s.sshProxyProtocol {
 		cfg.TrustProxyHeader = s.trustedProxies.TrustsAddr

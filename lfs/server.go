@@ -1,0 +1,505 @@
+package lfs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gitgate/gitgate/gitgate"
+)
+
+// MediaType is the content type of every LFS API request and answer.
+const MediaType = "application/vnd.git-lfs+json"
+
+// Defaults for the zero values of [Config].
+const (
+	DefaultMaxBatchBody    = 1 << 20 // bytes of a batch or lock request
+	DefaultMaxBatchObjects = 1000
+	DefaultMaxObjectSize   = 10 << 30
+	DefaultActionTTL       = 15 * time.Minute
+	DefaultIdleTimeout     = 2 * time.Minute
+)
+
+// Texts shown to LFS clients besides the policy's own refusals.
+const (
+	// SecondaryMessage refuses LFS writes on a Geo secondary.
+	SecondaryMessage     = "LFS objects and locks can be changed only on the primary site; push to the primary."
+	objectMissingMessage = "Object does not exist"
+	badTokenMessage      = "The LFS authorization is invalid or has expired; try again."
+	badRequestMessage    = "Invalid LFS request."
+	tooLargeMessage      = "The LFS object is larger than this server accepts."
+	badUploadMessage     = "The uploaded object does not match its oid and size; nothing was stored."
+	internalMessage      = "Internal server error. It has been logged; try again in a moment."
+	lockExistsMessage    = "already created lock"
+	notLockOwnerMessage  = "The lock belongs to another user; only its owner, or an administrator with --force, can unlock it."
+	lockNotFoundMessage  = "Lock not found"
+)
+
+// Authenticator finds the user behind a request's credentials, as
+// httpgit.Authenticator does: (nil, nil) for none, an error for bad ones.
+type Authenticator interface {
+	Authenticate(r *http.Request) (*gitgate.User, error)
+}
+
+// UserLookup finds a user by name, to check that the user a signed header
+// was issued to still exists.
+type UserLookup interface {
+	User(name string) (*gitgate.User, bool)
+}
+
+// Config holds a Server's dependencies. Policy, Resolver, Auth, Users,
+// Store, Locks and Signer are required.
+type Config struct {
+	Policy   *gitgate.Policy
+	Resolver *gitgate.Resolver
+	Auth     Authenticator
+	Users    UserLookup
+	Store    *Store
+	Locks    *Locks
+	Signer   *Signer
+	Tracker  *gitgate.Tracker
+	Limiter  *gitgate.Limiter // shared with git: an object transfer takes a share
+	Metrics  *Metrics
+	Log      *slog.Logger
+
+	// ExternalURL is the gate's public base URL (http://host:port); the
+	// hrefs in batch answers and git-lfs-authenticate start with it. When
+	// empty, HTTP answers use the request's own Host, and SSH answers use
+	// DefaultURL.
+	ExternalURL string
+	// DefaultURL gives the HTTP listener's URL, for SSH answers when no
+	// ExternalURL is set.
+	DefaultURL func() string
+	// Secondary is set on a Geo secondary: LFS writes are refused there.
+	Secondary bool
+
+	MaxBatchBody    int64
+	MaxBatchObjects int
+	MaxObjectSize   int64
+	ActionTTL       time.Duration
+	IdleTimeout     time.Duration
+}
+
+// Server serves the LFS API under /<repo>.git/info/lfs/.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns a Server for cfg.
+func New(cfg Config) (*Server, error) {
+	if cfg.Policy == nil || cfg.Resolver == nil || cfg.Auth == nil || cfg.Users == nil ||
+		cfg.Store == nil || cfg.Locks == nil || cfg.Signer == nil {
+		return nil, errors.New("lfs: Policy, Resolver, Auth, Users, Store, Locks and Signer are required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Tracker == nil {
+		cfg.Tracker = gitgate.NewTracker(nil)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
+	}
+	setDefault(&cfg.MaxBatchBody, DefaultMaxBatchBody)
+	setDefault(&cfg.MaxBatchObjects, DefaultMaxBatchObjects)
+	setDefault(&cfg.MaxObjectSize, DefaultMaxObjectSize)
+	setDefault(&cfg.ActionTTL, DefaultActionTTL)
+	setDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
+	cfg.ExternalURL = strings.TrimRight(cfg.ExternalURL, "/")
+	return &Server{cfg: cfg, log: cfg.Log.With("transport", gitgate.TransportHTTP)}, nil
+}
+
+func setDefault[T int | int64 | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
+}
+
+// IsLFSPath reports whether an HTTP path belongs to the LFS API.
+func IsLFSPath(p string) bool { return strings.Contains(p, "/info/lfs/") }
+
+// endpoint is one LFS API endpoint.
+type endpoint int
+
+const (
+	epBatch endpoint = iota + 1
+	epObject
+	epVerify
+	epLocks
+	epLocksVerify
+	epUnlock
+)
+
+// route is a parsed LFS request.
+type route struct {
+	repo string // as sent, before /info/lfs/
+	ep   endpoint
+	oid  string // epObject
+	id   string // epUnlock
+}
+
+// parseRoute maps method and path to an endpoint; ok is false for 404, and
+// allow is set for a known path with the wrong method.
+func parseRoute(method, p string) (rt route, allow string, ok bool) {
+	repo, rest, found := strings.Cut(strings.TrimPrefix(p, "/"), "/info/lfs/")
+	if !found || repo == "" {
+		return route{}, "", false
+	}
+	rt.repo = repo
+	want := http.MethodPost
+	switch {
+	case rest == "objects/batch":
+		rt.ep = epBatch
+	case strings.HasPrefix(rest, "objects/"):
+		rt.ep, rt.oid = epObject, strings.TrimPrefix(rest, "objects/")
+		if !ValidOID(rt.oid) {
+			return route{}, "", false
+		}
+		if method != http.MethodGet && method != http.MethodPut {
+			return rt, "GET, PUT", true
+		}
+		return rt, "", true
+	case rest == "verify":
+		rt.ep = epVerify
+	case rest == "locks":
+		rt.ep = epLocks
+		if method != http.MethodGet && method != http.MethodPost {
+			return rt, "GET, POST", true
+		}
+		return rt, "", true
+	case rest == "locks/verify":
+		rt.ep = epLocksVerify
+	case strings.HasPrefix(rest, "locks/") && strings.HasSuffix(rest, "/unlock"):
+		rt.ep, rt.id = epUnlock, strings.TrimSuffix(strings.TrimPrefix(rest, "locks/"), "/unlock")
+		if !validLockID(rt.id) {
+			return route{}, "", false
+		}
+	default:
+		return route{}, "", false
+	}
+	if method != want {
+		return rt, want, true
+	}
+	return rt, "", true
+}
+
+func validLockID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	return ValidOID(id + id) // 32 lowercase hex digits
+}
+
+// errorBody is the LFS error format.
+type errorBody struct {
+	Message   string `json:"message"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// writeJSON answers status with v in the LFS media type.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", MediaType)
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, errorBody{Message: msg})
+}
+
+// request is one authenticated, decided LFS request.
+type request struct {
+	op    gitgate.Operation
+	grant *Grant // the signed header's, if that is how the request signed in
+	log   *slog.Logger
+}
+
+// ServeHTTP is the LFS API, top to bottom: route → authenticate → read the
+// (bounded) JSON request → resolve and decide with the policy → serve.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt, allow, ok := parseRoute(r.Method, r.URL.Path)
+	switch {
+	case !ok:
+		writeError(w, http.StatusNotFound, "Not Found")
+		return
+	case allow != "":
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, "Method Not Allowed")
+		return
+	}
+	log := s.log.With("remote_addr", r.RemoteAddr, "lfs", r.URL.Path[strings.Index(r.URL.Path, "/info/lfs/")+len("/info/lfs/"):])
+
+	user, grant, err := s.authenticate(r)
+	if err != nil {
+		log.Warn("lfs authentication failed", "err", err)
+		s.cfg.Tracker.AuthFailed(gitgate.TransportHTTP, "bad_credentials")
+		var throttled interface{ RetryAfter() time.Duration }
+		if errors.As(err, &throttled) {
+			w.Header().Set("Retry-After", strconv.Itoa(int(throttled.RetryAfter().Seconds()+0.5)))
+			writeError(w, http.StatusTooManyRequests, "Too many failed sign-ins: try again later.")
+			return
+		}
+		if errors.Is(err, ErrBadToken) {
+			writeError(w, http.StatusUnauthorized, badTokenMessage)
+			return
+		}
+		w.Header().Set("LFS-Authenticate", `Basic realm="gitgate"`)
+		writeError(w, http.StatusUnauthorized, "HTTP Basic: Access denied")
+		return
+	}
+
+	// The request's JSON comes before the decision: a batch says in it
+	// whether it downloads or uploads. It is bounded, and it is not object
+	// data.
+	var batch batchRequest
+	var lockReq lockRequest
+	svc := gitgate.LFSDownload
+	switch rt.ep {
+	case epBatch:
+		if !s.readJSON(w, r, &batch) {
+			return
+		}
+		switch batch.Operation {
+		case "download":
+		case "upload":
+			svc = gitgate.LFSUpload
+		default:
+			writeError(w, http.StatusUnprocessableEntity, "The batch operation must be download or upload.")
+			return
+		}
+	case epObject:
+		if r.Method == http.MethodPut {
+			svc = gitgate.LFSUpload
+		}
+	case epVerify:
+		svc = gitgate.LFSUpload
+	case epLocks:
+		if r.Method == http.MethodPost {
+			svc = gitgate.LFSLock
+		}
+	case epUnlock:
+		svc = gitgate.LFSLock
+	}
+	if r.Method == http.MethodPost && rt.ep != epBatch {
+		if !s.readJSON(w, r, &lockReq) {
+			return
+		}
+	}
+
+	req := &request{op: gitgate.Operation{Service: svc, Repo: rt.repo, User: user,
+		Transport: gitgate.TransportHTTP, RemoteAddr: r.RemoteAddr}, grant: grant}
+	if !s.decide(w, r, req, rt) {
+		return
+	}
+	req.log = log.With("repo", req.op.Repo, "user", req.op.User.String(), "service", string(svc))
+
+	switch rt.ep {
+	case epBatch:
+		s.batch(w, r, req, &batch)
+	case epObject:
+		if r.Method == http.MethodGet {
+			s.download(w, r, req, rt.oid)
+		} else {
+			s.upload(w, r, req, rt.oid)
+		}
+	case epVerify:
+		s.verify(w, req, &lockReq)
+	case epLocks:
+		if r.Method == http.MethodGet {
+			s.listLocks(w, r, req)
+		} else {
+			s.createLock(w, req, &lockReq)
+		}
+	case epLocksVerify:
+		s.verifyLocks(w, req)
+	case epUnlock:
+		s.unlock(w, req, rt.id, &lockReq)
+	}
+}
+
+// authenticate returns the request's user: from the gate's own signed
+// header (checked, and its user looked up again), or from the credentials
+// Git requests use.
+func (s *Server) authenticate(r *http.Request) (*gitgate.User, *Grant, error) {
+	g, signed, err := s.cfg.Signer.Verify(r.Header.Get("Authorization"))
+	if !signed {
+		user, err := s.cfg.Auth.Authenticate(r)
+		return user, nil, err
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if g.User == "" {
+		return nil, &g, nil
+	}
+	user, ok := s.cfg.Users.User(g.User)
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: user %q no longer exists", ErrBadToken, g.User)
+	}
+	return user, &g, nil
+}
+
+// decide resolves the repository and asks the policy, then checks that a
+// signed header covers this request. It answers the refusal itself and
+// returns false when the request may not go on.
+func (s *Server) decide(w http.ResponseWriter, r *http.Request, req *request, rt route) bool {
+	_, d := s.cfg.Policy.Open(r.Context(), s.cfg.Resolver, &req.op)
+	if refusal := d.Refusal(); refusal != nil {
+		s.refuse(w, req, refusal)
+		return false
+	}
+	if g := req.grant; g != nil {
+		op := "download"
+		if req.op.Service != gitgate.LFSDownload {
+			op = "upload"
+		}
+		// A grant is for one repository and one operation (an upload
+		// grant also reads); an object grant (the batch's action header)
+		// is for that object's endpoint only.
+		okRepo := g.Repo == req.op.Repo
+		okOp := g.Op == op || (g.Op == "upload" && op == "download" && g.OID == "")
+		okObj := g.OID == "" || (rt.ep == epObject && rt.oid == g.OID)
+		if !okRepo || !okOp || !okObj {
+			s.log.Warn("lfs authorization used outside its grant", "grant_repo", g.Repo, "repo", req.op.Repo,
+				"grant_op", g.Op, "op", op, "remote_addr", r.RemoteAddr)
+			writeError(w, http.StatusUnauthorized, badTokenMessage)
+			return false
+		}
+	}
+	if s.cfg.Secondary && req.op.Service.IsWrite() {
+		s.cfg.Metrics.refused(req.op.Service, "secondary")
+		writeError(w, http.StatusForbidden, SecondaryMessage)
+		return false
+	}
+	return true
+}
+
+// refuse answers a policy refusal in the LFS error format. The statuses
+// follow the LFS API: 401 asks for credentials, 404 hides the repository,
+// 403 refuses a write (maintenance, no write access).
+func (s *Server) refuse(w http.ResponseWriter, req *request, r *gitgate.Refusal) {
+	s.log.Info("lfs operation refused", "repo", req.op.Repo, "user", req.op.User.String(),
+		"service", string(req.op.Service), "reason", r.Message, "cause", r.Cause)
+	s.cfg.Tracker.Refused(req.op, r)
+	s.cfg.Metrics.refused(req.op.Service, refusalReason(r))
+	status := http.StatusForbidden
+	switch r.Kind {
+	case gitgate.RefusedUnauthenticated:
+		status = http.StatusUnauthorized
+		w.Header().Set("LFS-Authenticate", `Basic realm="gitgate"`)
+	case gitgate.RefusedNotFound:
+		status = http.StatusNotFound
+	case gitgate.RefusedBusy:
+		status = http.StatusTooManyRequests
+	}
+	writeError(w, status, r.Message)
+}
+
+func refusalReason(r *gitgate.Refusal) string {
+	switch r.Kind {
+	case gitgate.RefusedMaintenance, gitgate.RefusedStateUnavailable:
+		return "maintenance"
+	case gitgate.RefusedNotFound, gitgate.RefusedUnauthenticated:
+		return "not_found"
+	case gitgate.RefusedBusy:
+		return "busy"
+	}
+	return "forbidden"
+}
+
+// readJSON decodes a bounded JSON request body into v, answering 4xx and
+// returning false when it cannot.
+func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBatchBody)
+	dec := json.NewDecoder(body)
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "The LFS request is too large.")
+			return false
+		}
+		writeError(w, http.StatusUnprocessableEntity, badRequestMessage)
+		return false
+	}
+	return true
+}
+
+// baseURL is where hrefs point: the configured external URL, or else the
+// URL the client used to reach this request (its Host header; the answer
+// goes only to that client, which can only mislead itself).
+func (s *Server) baseURL(r *http.Request) string {
+	if s.cfg.ExternalURL != "" {
+		return s.cfg.ExternalURL
+	}
+	if r == nil {
+		if s.cfg.DefaultURL != nil {
+			return strings.TrimRight(s.cfg.DefaultURL(), "/")
+		}
+		return ""
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// repoURL is <base>/<repo>.git/info/lfs, each name segment escaped.
+func (s *Server) repoURL(r *http.Request, repo string) string {
+	segs := strings.Split(repo, "/")
+	for i, seg := range segs {
+		segs[i] = url.PathEscape(seg)
+	}
+	return s.baseURL(r) + "/" + strings.Join(segs, "/") + ".git/info/lfs"
+}
+
+// grantFor signs a header for the request's user on its repository.
+func (s *Server) grantFor(req *request, op, oid string, size int64) map[string]string {
+	var name string
+	if req.op.User != nil {
+		name = req.op.User.Name
+	}
+	return map[string]string{"Authorization": s.cfg.Signer.Sign(Grant{User: name, Repo: req.op.Repo, Op: op, OID: oid, Size: size}, s.cfg.ActionTTL)}
+}
+
+// SSHAuthenticate answers git-lfs-authenticate for op (Repo as the client
+// sent it; User set): the href of the repository's LFS API and a signed
+// header for it, bound to the user, the repository and the operation
+// ("download" or "upload"). It resolves and decides as every door does; a
+// download needs read access, and so does an upload's header: the write
+// itself is decided, with the maintenance state of that moment, when the
+// batch request comes, so that git-lfs shows the refusal's message. The
+// error is a *gitgate.Refusal when the policy refuses.
+func (s *Server) SSHAuthenticate(ctx context.Context, op *gitgate.Operation, operation string) ([]byte, error) {
+	if operation != "download" && operation != "upload" {
+		return nil, fmt.Errorf("lfs: unknown operation %q", operation)
+	}
+	op.Service = gitgate.LFSDownload
+	_, d := s.cfg.Policy.Open(ctx, s.cfg.Resolver, op)
+	if r := d.Refusal(); r != nil {
+		s.cfg.Tracker.Refused(*op, r)
+		s.cfg.Metrics.refused(op.Service, refusalReason(r))
+		return nil, r
+	}
+	base := s.repoURL(nil, op.Repo)
+	if !strings.HasPrefix(base, "http") {
+		return nil, errors.New("lfs: no URL for the HTTP API: set --external-url")
+	}
+	req := &request{op: *op}
+	ttl := s.cfg.ActionTTL
+	return json.Marshal(map[string]any{
+		"href":       base,
+		"header":     s.grantFor(req, operation, "", 0),
+		"expires_in": int(ttl.Seconds()),
+	})
+}

@@ -1,0 +1,174 @@
+package lfs
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/gitgate/gitgate/internal/atomicfile"
+)
+
+// Errors from the store.
+var (
+	// ErrInvalidOID is returned for an oid that is not 64 lowercase hex digits.
+	ErrInvalidOID = errors.New("invalid object id")
+	// ErrSizeMismatch is returned for an upload shorter or longer than declared.
+	ErrSizeMismatch = errors.New("object size does not match")
+	// ErrHashMismatch is returned for an upload whose SHA-256 is not its oid.
+	ErrHashMismatch = errors.New("object content does not match its oid")
+)
+
+// Store keeps LFS objects, content-addressed, and the links that say which
+// repositories may serve them.
+type Store struct {
+	dir string // <data-dir>/lfs
+}
+
+// NewStore returns the store under dir (<data-dir>/lfs), creating its
+// directories.
+func NewStore(dir string) (*Store, error) {
+	for _, d := range []string{"objects", "links", "tmp", "locks"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o750); err != nil {
+			return nil, fmt.Errorf("lfs store: %w", err)
+		}
+	}
+	return &Store{dir: dir}, nil
+}
+
+// objectPath is objects/ab/cd/<oid>; oid must be valid.
+func (s *Store) objectPath(oid string) string {
+	return filepath.Join(s.dir, "objects", oid[0:2], oid[2:4], oid)
+}
+
+// repoKey names a repository's link directory without using the name as a
+// path: the hex SHA-256 of the canonical name.
+func repoKey(repo string) string {
+	sum := sha256.Sum256([]byte(repo))
+	return hex.EncodeToString(sum[:])
+}
+
+func (s *Store) linkPath(repo, oid string) string {
+	return filepath.Join(s.dir, "links", repoKey(repo), oid[0:2], oid)
+}
+
+// Stat returns the size of the object linked to repo, and whether it is
+// there. An object that exists but is not linked to repo is not there.
+func (s *Store) Stat(repo, oid string) (int64, bool) {
+	if !ValidOID(oid) {
+		return 0, false
+	}
+	if _, err := os.Lstat(s.linkPath(repo, oid)); err != nil {
+		return 0, false
+	}
+	fi, err := os.Lstat(s.objectPath(oid))
+	if err != nil || !fi.Mode().IsRegular() {
+		return 0, false
+	}
+	return fi.Size(), true
+}
+
+// Open opens the object linked to repo for reading, with its size. It
+// returns an error wrapping fs.ErrNotExist when the object is not linked to
+// repo or missing.
+func (s *Store) Open(repo, oid string) (*os.File, int64, error) {
+	if _, ok := s.Stat(repo, oid); !ok {
+		return nil, 0, fmt.Errorf("object %s in %s: %w", oid, repo, fs.ErrNotExist)
+	}
+	f, err := os.Open(s.objectPath(oid))
+	if err != nil {
+		return nil, 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, 0, fmt.Errorf("object %s: %w", oid, fs.ErrNotExist)
+	}
+	return f, fi.Size(), nil
+}
+
+// Put reads exactly size bytes from r, checks that their SHA-256 is oid,
+// and stores them as the object, linked to repo. Nothing becomes an object
+// unless the content is exactly right: the bytes go to a temporary file in
+// the same file system, which is fsynced and renamed into place only after
+// the checks; on any error it is removed. A byte past size is an error:
+// Put reads at most size+1 bytes. It returns the bytes read.
+func (s *Store) Put(repo, oid string, size int64, r io.Reader) (n int64, err error) {
+	if !ValidOID(oid) {
+		return 0, ErrInvalidOID
+	}
+	if size < 0 {
+		return 0, ErrSizeMismatch
+	}
+	tmp, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "upload-*")
+	if err != nil {
+		return 0, fmt.Errorf("lfs: temporary file: %w", err)
+	}
+	defer func() {
+		if tmp != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	h := sha256.New()
+	n, err = io.Copy(io.MultiWriter(tmp, h), io.LimitReader(r, size+1))
+	if err != nil {
+		return n, fmt.Errorf("lfs: receive object: %w", err)
+	}
+	if n != size {
+		return n, fmt.Errorf("%w: %d bytes declared, %s received", ErrSizeMismatch, size, received(n, size))
+	}
+	if hex.EncodeToString(h.Sum(nil)) != oid {
+		return n, ErrHashMismatch
+	}
+	if err := tmp.Sync(); err != nil {
+		return n, fmt.Errorf("lfs: sync object: %w", err)
+	}
+	if err := tmp.Chmod(0o440); err != nil {
+		return n, fmt.Errorf("lfs: chmod object: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return n, fmt.Errorf("lfs: close object: %w", err)
+	}
+	final := s.objectPath(oid)
+	if err := os.MkdirAll(filepath.Dir(final), 0o750); err != nil {
+		return n, fmt.Errorf("lfs: %w", err)
+	}
+	// The same content may already be there (another repository's): the
+	// rename replaces it with identical bytes.
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		return n, fmt.Errorf("lfs: store object: %w", err)
+	}
+	tmp = nil
+	if err := atomicfile.SyncDir(filepath.Dir(final)); err != nil {
+		return n, err
+	}
+	return n, s.link(repo, oid)
+}
+
+func received(n, size int64) string {
+	if n > size {
+		return "more"
+	}
+	return fmt.Sprint(n)
+}
+
+// link records that repo has the object.
+func (s *Store) link(repo, oid string) error {
+	p := s.linkPath(repo, oid)
+	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+		return fmt.Errorf("lfs: link: %w", err)
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o640)
+	if err != nil {
+		return fmt.Errorf("lfs: link: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("lfs: link: %w", err)
+	}
+	return atomicfile.SyncDir(filepath.Dir(p))
+}
