@@ -1,0 +1,228 @@
+package lfs
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func oidOf(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func newTestStore(t *testing.T) (*Store, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "lfs")
+	s, err := NewStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, dir
+}
+
+// files lists every regular file under dir/sub.
+func files(t *testing.T, dir, sub string) []string {
+	t.Helper()
+	var out []string
+	filepath.WalkDir(filepath.Join(dir, sub), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
+}
+
+func TestValidOID(t *testing.T) {
+	good := strings.Repeat("ab", 32)
+	for oid, want := range map[string]bool{
+		good:                           true,
+		strings.ToUpper(good):          false,
+		good[:63]:                      false,
+		good + "0":                     false,
+		"../" + good[3:]:               false,
+		strings.Repeat("g", 64):        false,
+		good[:62] + "/a":               false,
+		"":                             false,
+		good[:32] + "\x00" + good[33:]: false,
+	} {
+		if got := ValidOID(oid); got != want {
+			t.Errorf("ValidOID(%q) = %v, want %v", oid, got, want)
+		}
+	}
+}
+
+// TestStorePutRejectsBadContent: wrong hash, short and long bodies are
+// refused and leave no object, no link and no temporary file; the right
+// content becomes an object linked to its repository only.
+func TestStorePutRejectsBadContent(t *testing.T) {
+	s, dir := newTestStore(t)
+	content := bytes.Repeat([]byte("lfs object\n"), 1000)
+	oid := oidOf(content)
+	size := int64(len(content))
+	wrong := bytes.Clone(content)
+	wrong[10] ^= 1
+	for name, tc := range map[string]struct {
+		body []byte
+		want error
+	}{
+		"wrong hash": {wrong, ErrHashMismatch},
+		"short":      {content[:size-1], ErrSizeMismatch},
+		"long":       {append(bytes.Clone(content), 'x'), ErrSizeMismatch},
+		"empty":      {nil, ErrSizeMismatch},
+	} {
+		if _, err := s.Put("proj", oid, size, bytes.NewReader(tc.body)); !errors.Is(err, tc.want) {
+			t.Errorf("%s: err %v, want %v", name, err, tc.want)
+		}
+	}
+	if _, err := s.Put("proj", "../../etc/passwd", 1, strings.NewReader("x")); !errors.Is(err, ErrInvalidOID) {
+		t.Errorf("bad oid: %v", err)
+	}
+	if f := append(files(t, dir, "objects"), append(files(t, dir, "tmp"), files(t, dir, "links")...)...); len(f) != 0 {
+		t.Fatalf("rejected uploads left files: %v", f)
+	}
+	if n, err := s.Put("proj", oid, size, bytes.NewReader(content)); err != nil || n != size {
+		t.Fatalf("good upload: %d, %v", n, err)
+	}
+	if got, ok := s.Stat("proj", oid); !ok || got != size {
+		t.Fatalf("Stat(proj) = %d, %v", got, ok)
+	}
+	if _, ok := s.Stat("other", oid); ok {
+		t.Fatalf("an object pushed to proj is visible through other")
+	}
+	if _, _, err := s.Open("other", oid); err == nil {
+		t.Fatalf("Open through an unlinked repository worked")
+	}
+	f, n, err := s.Open("proj", oid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got, _ := io.ReadAll(f)
+	if n != size || !bytes.Equal(got, content) {
+		t.Fatalf("read back %d bytes, want %d", len(got), size)
+	}
+	if tmp := files(t, dir, "tmp"); len(tmp) != 0 {
+		t.Fatalf("temporary files left: %v", tmp)
+	}
+}
+
+// TestStoreConcurrentPuts: the same object uploaded at once through two
+// repositories ends as one object linked to both.
+func TestStoreConcurrentPuts(t *testing.T) {
+	s, dir := newTestStore(t)
+	content := []byte(strings.Repeat("same bytes ", 5000))
+	oid := oidOf(content)
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = s.Put([]string{"a", "b"}[i%2], oid, int64(len(content)), bytes.NewReader(content))
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, repo := range []string{"a", "b"} {
+		if _, ok := s.Stat(repo, oid); !ok {
+			t.Errorf("not linked to %s", repo)
+		}
+	}
+	if n := len(files(t, dir, "objects")); n != 1 {
+		t.Errorf("%d object files, want 1", n)
+	}
+}
+
+func TestSigner(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	s := NewSigner(bytes.Repeat([]byte{7}, 32))
+	s.now = func() time.Time { return now }
+	g := Grant{User: "alice", Repo: "proj", Op: "upload", OID: strings.Repeat("a", 64), Size: 5}
+	h := s.Sign(g, time.Minute)
+	got, signed, err := s.Verify(h)
+	if !signed || err != nil || got.User != "alice" || got.Repo != "proj" || got.OID != g.OID || got.Size != 5 {
+		t.Fatalf("Verify(own header) = %+v, %v, %v", got, signed, err)
+	}
+	if _, signed, _ := s.Verify("Basic YWxpY2U6eA=="); signed {
+		t.Fatalf("a Basic header taken as signed")
+	}
+	other := NewSigner(bytes.Repeat([]byte{8}, 32))
+	other.now = s.now
+	for name, bad := range map[string]string{
+		"other secret": other.Sign(g, time.Minute),
+		"truncated":    h[:len(h)-2],
+		"no mac":       strings.Split(h, ".")[0],
+		"swapped":      AuthScheme + " " + strings.Split(other.Sign(Grant{User: "admin", Repo: "proj", Op: "upload"}, time.Hour), " ")[1][:10] + "." + strings.Split(h, ".")[1],
+		"huge":         AuthScheme + " " + strings.Repeat("a", maxTokenLength+1),
+	} {
+		if _, signed, err := s.Verify(bad); !signed || !errors.Is(err, ErrBadToken) {
+			t.Errorf("%s: signed %v, err %v", name, signed, err)
+		}
+	}
+	now = now.Add(2 * time.Minute)
+	if _, _, err := s.Verify(h); !errors.Is(err, ErrBadToken) {
+		t.Errorf("expired header accepted: %v", err)
+	}
+}
+
+func TestLoadOrCreateSecret(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lfs", "secret")
+	a, err := LoadOrCreateSecret(path)
+	if err != nil || len(a) != 32 {
+		t.Fatalf("create: %d bytes, %v", len(a), err)
+	}
+	b, err := LoadOrCreateSecret(path)
+	if err != nil || !bytes.Equal(a, b) {
+		t.Fatalf("reload gave another secret (%v)", err)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("secret mode %v", fi.Mode())
+	}
+	os.WriteFile(path, []byte("short\n"), 0o600)
+	if _, err := LoadOrCreateSecret(path); err == nil {
+		t.Fatalf("a broken secret file was accepted")
+	}
+}
+
+func TestLocks(t *testing.T) {
+	l := NewLocks(t.TempDir())
+	a, err := l.Create("proj", "f.bin", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := l.Create("proj", "f.bin", "bob"); !errors.Is(err, ErrLockExists) || got.ID != a.ID {
+		t.Fatalf("second lock: %+v %v", got, err)
+	}
+	if _, err := l.Create("other", "f.bin", "bob"); err != nil {
+		t.Fatalf("locks are per repository: %v", err)
+	}
+	if _, err := l.Delete("proj", a.ID, "bob", false); !errors.Is(err, ErrNotLockOwner) {
+		t.Fatalf("bob unlocked alice's lock: %v", err)
+	}
+	if _, err := l.Delete("proj", a.ID, "bob", true); err != nil {
+		t.Fatalf("forced unlock: %v", err)
+	}
+	if _, err := l.Delete("proj", a.ID, "alice", false); !errors.Is(err, ErrLockNotFound) {
+		t.Fatalf("unlock twice: %v", err)
+	}
+	if locks, _ := l.List("proj"); len(locks) != 0 {
+		t.Fatalf("locks left: %+v", locks)
+	}
+	if _, err := l.Create("proj", "", "alice"); !errors.Is(err, ErrBadLockPath) {
+		t.Fatalf("empty path: %v", err)
+	}
+}
