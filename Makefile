@@ -13,7 +13,7 @@ VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # for the pre-receive hook, which runs on every push.
 BUILDFLAGS := -trimpath -tags urfave_cli_no_docs -ldflags "-s -w -X main.version=$(VERSION)"
 
-.PHONY: all build run test lint bench fuzz clean
+.PHONY: all build run test lint bench bench-lfs fuzz clean
 
 all: build
 
@@ -48,6 +48,10 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x -count $(BENCHCOUNT) -timeout 20m ./hooks/ ./geo/ | tee bench/out/hooks-geo.txt
 	$(GO) tool benchstat bench/out/clone.txt
 	$(GO) tool benchstat bench/out/hooks-geo.txt
+
+## bench-lfs: move one 1 GiB Git LFS object up and down through a gate; fails if the gate's peak RSS passes 64 MiB
+bench-lfs:
+	GITGATE_BENCH_LFS=1 $(GO) test -run '^$$' -bench LFSRoundTrip -benchtime 1x -timeout 20m ./bench/
 
 ## fuzz: run each fuzz target for FUZZTIME (their seed corpora also run in make test)
 FUZZ_TARGETS := ./gitgate/:FuzzCleanName ./gitgate/:FuzzParseProtocol ./sshd/:FuzzParseCommand \
