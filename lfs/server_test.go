@@ -348,3 +348,28 @@ func TestSecondaryRefusesWrites(t *testing.T) {
 		t.Fatalf("download on a secondary: %d %s", w.Code, w.Body)
 	}
 }
+
+// TestMaintenanceDuringUpload: an upload that was coming in when
+// maintenance began is refused at its end and stores nothing.
+func TestMaintenanceDuringUpload(t *testing.T) {
+	f := newFixture(t, nil)
+	content := bytes.Repeat([]byte("slow upload\n"), 10000)
+	up := f.batch(t, "proj", "alice", "upload", content).Objects[0].Actions["upload"]
+	pr, pw := io.Pipe()
+	go func() {
+		pw.Write(content[:len(content)/2])
+		f.state.on.Store(true) // the handler has read the first half
+		pw.Write(content[len(content)/2:])
+		pw.Close()
+	}()
+	w := f.call("PUT", "/proj.git/info/lfs/objects/"+oidOf(content), up.Header["Authorization"], pr)
+	if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), gitgate.MaintenanceMessage) {
+		t.Fatalf("upload across the switch: %d %s", w.Code, w.Body)
+	}
+	if _, ok := f.store.Stat("proj", oidOf(content)); ok {
+		t.Fatalf("the object was stored after maintenance began")
+	}
+	if tmp := files(t, filepath.Join(filepath.Dir(f.store.dir), "lfs"), "tmp"); len(tmp) != 0 {
+		t.Fatalf("temporary files left: %v", tmp)
+	}
+}

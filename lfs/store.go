@@ -92,12 +92,15 @@ func (s *Store) Open(repo, oid string) (*os.File, int64, error) {
 }
 
 // Put reads exactly size bytes from r, checks that their SHA-256 is oid,
-// and stores them as the object, linked to repo. Nothing becomes an object
+// and stores them as the object, linked to repo. commit, when not nil, is
+// asked last, just before the object is renamed into place: an error from
+// it (maintenance began while the bytes came in) stores nothing and is
+// returned as it is. Nothing becomes an object
 // unless the content is exactly right: the bytes go to a temporary file in
 // the same file system, which is fsynced and renamed into place only after
 // the checks; on any error it is removed. A byte past size is an error:
 // Put reads at most size+1 bytes. It returns the bytes read.
-func (s *Store) Put(repo, oid string, size int64, r io.Reader) (n int64, err error) {
+func (s *Store) Put(repo, oid string, size int64, r io.Reader, commit func() error) (n int64, err error) {
 	if !ValidOID(oid) {
 		return 0, ErrInvalidOID
 	}
@@ -133,6 +136,11 @@ func (s *Store) Put(repo, oid string, size int64, r io.Reader) (n int64, err err
 	}
 	if err := tmp.Close(); err != nil {
 		return n, fmt.Errorf("lfs: close object: %w", err)
+	}
+	if commit != nil {
+		if err := commit(); err != nil {
+			return n, err
+		}
 	}
 	final := s.objectPath(oid)
 	if err := os.MkdirAll(filepath.Dir(final), 0o750); err != nil {

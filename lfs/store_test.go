@@ -80,17 +80,24 @@ func TestStorePutRejectsBadContent(t *testing.T) {
 		"long":       {append(bytes.Clone(content), 'x'), ErrSizeMismatch},
 		"empty":      {nil, ErrSizeMismatch},
 	} {
-		if _, err := s.Put("proj", oid, size, bytes.NewReader(tc.body)); !errors.Is(err, tc.want) {
+		if _, err := s.Put("proj", oid, size, bytes.NewReader(tc.body), nil); !errors.Is(err, tc.want) {
 			t.Errorf("%s: err %v, want %v", name, err, tc.want)
 		}
 	}
-	if _, err := s.Put("proj", "../../etc/passwd", 1, strings.NewReader("x")); !errors.Is(err, ErrInvalidOID) {
+	if _, err := s.Put("proj", "../../etc/passwd", 1, strings.NewReader("x"), nil); !errors.Is(err, ErrInvalidOID) {
 		t.Errorf("bad oid: %v", err)
 	}
 	if f := append(files(t, dir, "objects"), append(files(t, dir, "tmp"), files(t, dir, "links")...)...); len(f) != 0 {
 		t.Fatalf("rejected uploads left files: %v", f)
 	}
-	if n, err := s.Put("proj", oid, size, bytes.NewReader(content)); err != nil || n != size {
+	stop := errors.New("maintenance began")
+	if _, err := s.Put("proj", oid, size, bytes.NewReader(content), func() error { return stop }); !errors.Is(err, stop) {
+		t.Fatalf("refused commit: %v", err)
+	}
+	if f := append(files(t, dir, "objects"), files(t, dir, "tmp")...); len(f) != 0 {
+		t.Fatalf("a refused commit left files: %v", f)
+	}
+	if n, err := s.Put("proj", oid, size, bytes.NewReader(content), nil); err != nil || n != size {
 		t.Fatalf("good upload: %d, %v", n, err)
 	}
 	if got, ok := s.Stat("proj", oid); !ok || got != size {
@@ -128,7 +135,7 @@ func TestStoreConcurrentPuts(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = s.Put([]string{"a", "b"}[i%2], oid, int64(len(content)), bytes.NewReader(content))
+			_, errs[i] = s.Put([]string{"a", "b"}[i%2], oid, int64(len(content)), bytes.NewReader(content), nil)
 		}()
 	}
 	wg.Wait()

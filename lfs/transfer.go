@@ -116,7 +116,9 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request, req *request, 
 	h.Set("Content-Length", strconv.FormatInt(size, 10))
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
-	out := &idleWriter{w: w, rc: http.NewResponseController(w), idle: s.cfg.IdleTimeout}
+	rc := http.NewResponseController(w)
+	defer rc.SetWriteDeadline(time.Time{})
+	out := &idleWriter{w: w, rc: rc, idle: s.cfg.IdleTimeout}
 	n, err := io.Copy(out, f)
 	outcome := gitgate.OutcomeOK
 	if err != nil || n != size {
@@ -160,8 +162,20 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request, req *request, oi
 	}
 	defer release()
 	end := s.cfg.Tracker.Begin(req.op)
-	in := &idleReader{r: r.Body, rc: http.NewResponseController(w), idle: s.cfg.IdleTimeout}
-	n, err := s.cfg.Store.Put(req.op.Repo, oid, size, in)
+	rc := http.NewResponseController(w)
+	defer rc.SetReadDeadline(time.Time{})
+	in := &idleReader{r: r.Body, rc: rc, idle: s.cfg.IdleTimeout}
+	// The policy again, last: an upload that was still coming in when
+	// maintenance began does not become an object (as a push stopped at
+	// its ref update).
+	commit := func() error { return s.cfg.Policy.Decide(req.op).Err }
+	n, err := s.cfg.Store.Put(req.op.Repo, oid, size, in, commit)
+	var refusal *gitgate.Refusal
+	if errors.As(err, &refusal) {
+		end(gitgate.OutcomeOf(refusal), 0)
+		s.refuse(w, req, refusal)
+		return
+	}
 	if err != nil {
 		end(gitgate.OutcomeError, 0)
 		if errors.Is(err, ErrSizeMismatch) || errors.Is(err, ErrHashMismatch) {

@@ -290,6 +290,27 @@ func TestLFS(t *testing.T) {
 			t.Fatalf("lock in maintenance: err %v, stderr %q", err, stderr)
 		}
 	})
+
+	t.Run("Metrics", func(t *testing.T) {
+		res, err := http.Get("http://" + w.httpHost + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		for _, want := range []string{
+			`gitgate_lfs_objects_total{direction="served"}`,
+			`gitgate_lfs_objects_total{direction="stored"}`,
+			`gitgate_lfs_bytes_total{direction="stored"}`,
+			`gitgate_lfs_refusals_total{operation="lfs-upload",reason="maintenance"}`,
+			`gitgate_lfs_refusals_total{operation="lfs-upload",reason="bad_object"}`,
+			`gitgate_lfs_refusals_total{operation="lfs-upload",reason="forbidden"}`,
+		} {
+			if !strings.Contains(string(b), want) {
+				t.Errorf("no %s in /metrics", want)
+			}
+		}
+	})
 }
 
 // awaitMaintenance waits (bounded) until the gate refuses LFS writes.
