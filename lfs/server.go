@@ -2,6 +2,8 @@ package lfs
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -213,8 +215,20 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
+// writeError answers status with msg in the LFS error format, with the
+// request's id (git-lfs prints it under the message; the log has it too).
 func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, errorBody{Message: msg})
+	writeJSON(w, status, errorBody{Message: msg, RequestID: w.Header().Get(requestIDHeader)})
+}
+
+// requestIDHeader carries the id of each LFS request, in the answer and
+// the log.
+const requestIDHeader = "X-Request-Id"
+
+func newRequestID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // request is one authenticated, decided LFS request.
@@ -227,6 +241,8 @@ type request struct {
 // ServeHTTP is the LFS API, top to bottom: route → authenticate → read the
 // (bounded) JSON request → resolve and decide with the policy → serve.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := newRequestID()
+	w.Header().Set(requestIDHeader, id)
 	rt, allow, ok := parseRoute(r.Method, r.URL.Path)
 	switch {
 	case !ok:
@@ -237,7 +253,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "Method Not Allowed")
 		return
 	}
-	log := s.log.With("remote_addr", r.RemoteAddr, "lfs", r.URL.Path[strings.Index(r.URL.Path, "/info/lfs/")+len("/info/lfs/"):])
+	log := s.log.With("request_id", id, "remote_addr", r.RemoteAddr, "lfs", r.URL.Path[strings.Index(r.URL.Path, "/info/lfs/")+len("/info/lfs/"):])
 
 	user, grant, err := s.authenticate(r)
 	if err != nil {
@@ -298,7 +314,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	req := &request{op: gitgate.Operation{Service: svc, Repo: rt.repo, User: user,
 		Transport: gitgate.TransportHTTP, RemoteAddr: r.RemoteAddr}, grant: grant}
-	if !s.decide(w, r, req, rt) {
+	if !s.decide(w, r, req, rt, log) {
 		return
 	}
 	req.log = log.With("repo", req.op.Repo, "user", req.op.User.String(), "service", string(svc))
@@ -352,7 +368,8 @@ func (s *Server) authenticate(r *http.Request) (*gitgate.User, *Grant, error) {
 // decide resolves the repository and asks the policy, then checks that a
 // signed header covers this request. It answers the refusal itself and
 // returns false when the request may not go on.
-func (s *Server) decide(w http.ResponseWriter, r *http.Request, req *request, rt route) bool {
+func (s *Server) decide(w http.ResponseWriter, r *http.Request, req *request, rt route, log *slog.Logger) bool {
+	req.log = log
 	_, d := s.cfg.Policy.Open(r.Context(), s.cfg.Resolver, &req.op)
 	if refusal := d.Refusal(); refusal != nil {
 		s.refuse(w, req, refusal)
@@ -370,7 +387,7 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, req *request, rt
 		okOp := g.Op == op || (g.Op == "upload" && op == "download" && g.OID == "")
 		okObj := g.OID == "" || (rt.ep == epObject && rt.oid == g.OID)
 		if !okRepo || !okOp || !okObj {
-			s.log.Warn("lfs authorization used outside its grant", "grant_repo", g.Repo, "repo", req.op.Repo,
+			req.log.Warn("lfs authorization used outside its grant", "grant_repo", g.Repo, "repo", req.op.Repo,
 				"grant_op", g.Op, "op", op, "remote_addr", r.RemoteAddr)
 			writeError(w, http.StatusUnauthorized, badTokenMessage)
 			return false
@@ -388,7 +405,7 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, req *request, rt
 // follow the LFS API: 401 asks for credentials, 404 hides the repository,
 // 403 refuses a write (maintenance, no write access).
 func (s *Server) refuse(w http.ResponseWriter, req *request, r *gitgate.Refusal) {
-	s.log.Info("lfs operation refused", "repo", req.op.Repo, "user", req.op.User.String(),
+	req.log.Info("lfs operation refused", "repo", req.op.Repo, "user", req.op.User.String(),
 		"service", string(req.op.Service), "reason", r.Message, "cause", r.Cause)
 	s.cfg.Tracker.Refused(req.op, r)
 	s.cfg.Metrics.refused(req.op.Service, refusalReason(r))
