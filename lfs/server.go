@@ -125,9 +125,6 @@ func setDefault[T int | int64 | time.Duration](v *T, d T) {
 	}
 }
 
-// IsLFSPath reports whether an HTTP path belongs to the LFS API.
-func IsLFSPath(p string) bool { return strings.Contains(p, "/info/lfs/") }
-
 // endpoint is one LFS API endpoint.
 type endpoint int
 
@@ -358,11 +355,13 @@ func (s *Server) authenticate(r *http.Request) (*gitgate.User, *Grant, error) {
 	if g.User == "" {
 		return nil, &g, nil
 	}
-	user, ok := s.cfg.Users.User(g.User)
+	found, ok := s.cfg.Users.User(g.User)
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: user %q no longer exists", ErrBadToken, g.User)
 	}
-	return user, &g, nil
+	user := *found // the user as they are now, with the issuing token's scopes
+	user.Scopes = g.Scopes
+	return &user, &g, nil
 }
 
 // decide resolves the repository and asks the policy, then checks that a
@@ -482,11 +481,11 @@ func (s *Server) repoURL(r *http.Request, repo string) string {
 
 // grantFor signs a header for the request's user on its repository.
 func (s *Server) grantFor(req *request, op, oid string, size int64) map[string]string {
-	var name string
-	if req.op.User != nil {
-		name = req.op.User.Name
+	g := Grant{Repo: req.op.Repo, Op: op, OID: oid, Size: size}
+	if u := req.op.User; u != nil {
+		g.User, g.Scopes = u.Name, u.Scopes
 	}
-	return map[string]string{"Authorization": s.cfg.Signer.Sign(Grant{User: name, Repo: req.op.Repo, Op: op, OID: oid, Size: size}, s.cfg.ActionTTL)}
+	return map[string]string{"Authorization": s.cfg.Signer.Sign(g, s.cfg.ActionTTL)}
 }
 
 // SSHAuthenticate answers git-lfs-authenticate for op (Repo as the client

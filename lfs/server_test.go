@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gitgate/gitgate/gitgate"
 )
@@ -371,5 +372,19 @@ func TestMaintenanceDuringUpload(t *testing.T) {
 	}
 	if tmp := files(t, filepath.Join(filepath.Dir(f.store.dir), "lfs"), "tmp"); len(tmp) != 0 {
 		t.Fatalf("temporary files left: %v", tmp)
+	}
+}
+
+// TestGrantKeepsTokenScopes: a header issued on a read_repository token
+// does not become an unscoped sign-in for its user.
+func TestGrantKeepsTokenScopes(t *testing.T) {
+	f := newFixture(t, nil)
+	g := f.srv.cfg.Signer.Sign(Grant{User: "alice", Repo: "proj", Op: "upload", Scopes: gitgate.ScopeReadRepository}, time.Minute)
+	w := f.call("POST", "/proj.git/info/lfs/objects/batch", g, strings.NewReader(`{"operation":"upload","objects":[]}`))
+	if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), gitgate.PushForbiddenMessage) {
+		t.Fatalf("upload on a read-scoped grant: %d %s", w.Code, w.Body)
+	}
+	if w := f.call("POST", "/proj.git/info/lfs/objects/batch", g, strings.NewReader(`{"operation":"download","objects":[]}`)); w.Code != http.StatusOK {
+		t.Fatalf("download on a read-scoped grant: %d %s", w.Code, w.Body)
 	}
 }

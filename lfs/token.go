@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gitgate/gitgate/gitgate"
 	"github.com/gitgate/gitgate/internal/atomicfile"
 )
 
@@ -38,6 +39,9 @@ type Grant struct {
 	OID     string `json:"i,omitempty"`
 	Size    int64  `json:"s,omitempty"`
 	Expires int64  `json:"e"` // Unix seconds
+	// Scopes are the scopes of the token the grant was issued on (zero:
+	// unscoped, as SSH keys are): a grant never allows more than they did.
+	Scopes gitgate.Scopes `json:"c,omitempty"`
 }
 
 // Signer issues and checks signed headers with a secret only the gate knows.
