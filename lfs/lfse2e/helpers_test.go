@@ -262,3 +262,14 @@ func firstLine(b []byte) string {
 	s, _, _ := strings.Cut(string(b), "\n")
 	return s
 }
+
+// step runs f as the subtest name, with the world's helpers failing that
+// subtest rather than its parent. Steps run one after another.
+func (w *world) step(t *testing.T, name string, f func(t *testing.T)) {
+	t.Run(name, func(st *testing.T) {
+		parent := w.t
+		w.t = st
+		defer func() { w.t = parent }()
+		f(st)
+	})
+}

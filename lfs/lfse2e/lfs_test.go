@@ -46,7 +46,7 @@ func TestLFS(t *testing.T) {
 	work := w.workTree()
 	var httpOIDs, sshOIDs map[string]string
 
-	t.Run("PushAndCloneOverHTTP", func(t *testing.T) {
+	w.step(t, "PushAndCloneOverHTTP", func(t *testing.T) {
 		httpOIDs = w.addFiles(work, "h", 3)
 		w.mustRun(work, "git", "push", "-q", w.httpURL("alice", "proj"), "main")
 		for _, oid := range httpOIDs {
@@ -59,7 +59,7 @@ func TestLFS(t *testing.T) {
 		w.sameContent(clone, work, "h0.bin", "h1.bin", "h2.bin")
 	})
 
-	t.Run("PushAndCloneOverSSH", func(t *testing.T) {
+	w.step(t, "PushAndCloneOverSSH", func(t *testing.T) {
 		sshOIDs = w.addFiles(work, "s", 3)
 		w.mustRun(work, "git", "push", "-q", w.sshURL("proj"), "main")
 		for _, oid := range sshOIDs {
@@ -76,7 +76,7 @@ func TestLFS(t *testing.T) {
 		}
 	})
 
-	t.Run("Pull", func(t *testing.T) {
+	w.step(t, "Pull", func(t *testing.T) {
 		clone := filepath.Join(w.root, "clone-pull")
 		_, _, err := w.run("", []string{"GIT_LFS_SKIP_SMUDGE=1"}, "git", "clone", "-q", w.httpURL("rita", "proj"), clone)
 		if err != nil {
@@ -89,7 +89,7 @@ func TestLFS(t *testing.T) {
 		w.sameContent(clone, work, "h0.bin", "h1.bin", "s2.bin")
 	})
 
-	t.Run("Locks", func(t *testing.T) {
+	w.step(t, "Locks", func(t *testing.T) {
 		remote := []string{"--remote", w.httpURL("alice", "proj")}
 		out := w.mustRun(work, "git", append([]string{"lfs", "lock", "h0.bin"}, remote...)...)
 		if !strings.Contains(out, "Locked h0.bin") {
@@ -117,7 +117,7 @@ func TestLFS(t *testing.T) {
 		}
 	})
 
-	t.Run("ReaderCannotUpload", func(t *testing.T) {
+	w.step(t, "ReaderCannotUpload", func(t *testing.T) {
 		oids := w.addFiles(work, "r", 1)
 		_, stderr, err := w.run(work, nil, "git", "lfs", "push", w.httpURL("rita", "proj"), "main")
 		if err == nil || !strings.Contains(stderr, gitgate.PushForbiddenMessage) {
@@ -138,7 +138,7 @@ func TestLFS(t *testing.T) {
 		}
 	})
 
-	t.Run("GuessedOIDOfUnreadableRepo", func(t *testing.T) {
+	w.step(t, "GuessedOIDOfUnreadableRepo", func(t *testing.T) {
 		sec := w.workTree()
 		oids := w.addFiles(sec, "secret", 1)
 		oid := oids["secret0.bin"]
@@ -191,7 +191,7 @@ func TestLFS(t *testing.T) {
 		}
 	})
 
-	t.Run("CorruptedUpload", func(t *testing.T) {
+	w.step(t, "CorruptedUpload", func(t *testing.T) {
 		before, _ := w.objectCount()
 		content := []byte(strings.Repeat("corrupt me\n", 50))
 		sum := sha256.Sum256(content)
@@ -241,7 +241,7 @@ func TestLFS(t *testing.T) {
 		}
 	})
 
-	t.Run("Maintenance", func(t *testing.T) {
+	w.step(t, "Maintenance", func(t *testing.T) {
 		w.gitgate("maintenance", "enable")
 		w.awaitMaintenance(t)
 		head := w.mustRun("", "git", "--git-dir", filepath.Join(w.data, "repositories", "proj.git"), "rev-parse", "main")
@@ -291,7 +291,7 @@ func TestLFS(t *testing.T) {
 		}
 	})
 
-	t.Run("Metrics", func(t *testing.T) {
+	w.step(t, "Metrics", func(t *testing.T) {
 		res, err := http.Get("http://" + w.httpHost + "/metrics")
 		if err != nil {
 			t.Fatal(err)
