@@ -33,7 +33,9 @@ func statusFor(kind gitgate.RefusalKind) int {
 
 // refuse answers a refused request. On the ref advertisement (and for every
 // refusal but a push's) it is an HTTP error whose text/plain body git shows
-// as "remote: <message>". A push whose POST arrives after its advertisement
+// as "remote: <message>"; a push's advertisement refused with 403 goes to
+// clients other than git in the Git protocol instead, as an ERR packet
+// (gitgate.RefusalChannelFor decides which). A push whose POST arrives after its advertisement
 // was allowed (maintenance switched on in between) is answered in the Git
 // protocol instead, because git does not show the body of a failed POST:
 // each ref is rejected and the message goes out on the progress channel.
@@ -46,10 +48,35 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, rt route, refusa
 			log.Warn("could not refuse the push in the Git protocol; answering with an HTTP error", "err", err)
 		}
 	}
+	if rt.endpoint == endpointInfoRefs && rt.service == gitgate.ReceivePack && status == http.StatusForbidden {
+		ch := gitgate.RefusalChannelFor(gitgate.TransportHTTP, r.UserAgent())
+		log.Info("push refused at its ref advertisement", "user_agent", r.UserAgent(), "channel", ch)
+		if ch == gitgate.ChannelProtocol {
+			writeAdvertisementRefusal(w, refusal.Message)
+			return
+		}
+	}
 	if status == http.StatusUnauthorized {
 		askForCredentials(w)
 	}
 	writeRefusal(w, status, refusal.Message)
+}
+
+// writeAdvertisementRefusal answers a push's ref advertisement with the
+// refusal inside the Git protocol, for the clients that do not show the
+// body of an HTTP error (see [gitgate.ChannelProtocol]): the service line
+// that starts every smart HTTP advertisement, then "ERR <msg>" where the
+// first ref would be, and no ref. The client stops there, before it sends
+// any pack data, and reports "remote error: <msg>" or alike.
+func writeAdvertisementRefusal(w http.ResponseWriter, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/x-git-receive-pack-advertisement")
+	noCache(h)
+	w.WriteHeader(http.StatusOK)
+	enc := pktline.NewEncoder(w)
+	enc.Encodef("# service=%s\n", gitgate.ReceivePack)
+	enc.Flush()
+	enc.Encodef("ERR %s\n", msg)
 }
 
 // writeRefusal writes msg as a text/plain error answer.

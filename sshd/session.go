@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gliderlabs/ssh"
+	"github.com/go-git/go-git/v5/plumbing/format/pktline"
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/gitgate/gitgate/gitgate"
@@ -61,6 +62,10 @@ type session struct {
 	key      gossh.PublicKey // the verified key of the connection
 	command  string          // the exec request; "" for a shell request
 	protocol string          // the GIT_PROTOCOL environment request, unchecked
+	version  string          // the client's SSH version string, for the refusal channel
+	// errPacket is set once the command is known to be a push from a
+	// client that is told a refusal in the Git protocol too (see refuse).
+	errPacket bool
 
 	inputDone chan struct{} // closed when the stdin copy has ended
 }
@@ -89,7 +94,7 @@ func (s *Server) handleChannel(_ *ssh.Server, _ *gossh.ServerConn, nc gossh.NewC
 	stop := context.AfterFunc(ctx, func() { cancel(errConnGone) })
 	defer stop()
 
-	sess := &session{ch: ch, conn: c, key: verifiedKey(ctx)}
+	sess := &session{ch: ch, conn: c, key: verifiedKey(ctx), version: ctx.ClientVersion()}
 	var done chan struct{}
 	for req := range reqs {
 		switch {
@@ -195,6 +200,7 @@ func (s *Server) serve(ctx context.Context, sess *session) {
 		slog.String("repo", op.Repo),
 		slog.String("service", string(op.Service)),
 		slog.String("remote_addr", op.RemoteAddr),
+		slog.String("client_version", sess.version),
 		slog.Duration("duration", time.Since(start)),
 		slog.Int("exit_status", status),
 		slog.Any("err", err),
@@ -249,6 +255,8 @@ func (s *Server) gateSession(ctx context.Context, sess *session, op *gitgate.Ope
 		return sess.fail(exitUsage, commandMessage(err)), err
 	}
 	op.Service, op.Repo = cmd.Service, cmd.Path
+	sess.errPacket = cmd.Service == gitgate.ReceivePack &&
+		gitgate.RefusalChannelFor(gitgate.TransportSSH, sess.version) == gitgate.ChannelProtocol
 	protocol, err := gitgate.ParseProtocol(sess.protocol)
 	if err != nil {
 		return sess.fail(exitUsage, invalidProtocolMessage), err
@@ -394,8 +402,15 @@ func (sess *session) startInput() (*os.File, error) {
 }
 
 // refuse shows a policy refusal and returns its exit status. Maintenance
-// refusals get GitLab's box (REFERENCE.md), the others a single line.
+// refusals get GitLab's box (REFERENCE.md), the others a single line, on
+// stderr. A push from a client that may not show stderr (any SSH client
+// but the ones git runs, see gitgate.RefusalChannelFor) is also told in the
+// Git protocol: "ERR <message>" on stdout where the ref advertisement would
+// start, which the client reports before it sends any pack data.
 func (sess *session) refuse(r *gitgate.Refusal) int {
+	if sess.errPacket {
+		pktline.NewEncoder(sess.ch).Encodef("ERR %s\n", r.Message)
+	}
 	switch r.Kind {
 	case gitgate.RefusedMaintenance, gitgate.RefusedStateUnavailable:
 		io.WriteString(sess.ch.Stderr(), box(r.Message))
