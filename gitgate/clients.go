@@ -41,14 +41,14 @@ func (c RefusalChannel) String() string {
 // "git/<version>" (libgit2's "git/2.0 (libgit2 ...)", dulwich's
 // "git/dulwich/..." and isomorphic-git's "git/isomorphic-git@..." do not
 // count), over SSH the OpenSSH and PuTTY clients that git runs. It also
-// goes to HTTP clients that are not Git clients and read the status code,
-// not the Git protocol (no User-Agent, curl, Wget, Go's and Python's HTTP
-// libraries, a Geo secondary's requests): to them a 200 answer would look
-// like success, and admins' probes expect GitLab's 403. Every other client,
-// and any client the gate cannot tell, gets ChannelProtocol: the ERR packet
-// is read by everything that speaks the protocol, git included, so it is
-// the safe default for a Git client the gate does not know (such as
-// isomorphic-git in a browser, which sends the browser's User-Agent).
+// goes to HTTP tools that are not Git clients and read the status code,
+// not the Git protocol (curl, Wget, Go's and Python's HTTP libraries, a Geo
+// secondary's requests): to them a 200 answer would look like success, and
+// admins' probes expect GitLab's 403. Every other client, and any client
+// the gate cannot tell, gets ChannelProtocol: the ERR packet is read by
+// everything that speaks the protocol, git included, so it is the safe
+// default for a Git client the gate does not know. isomorphic-git is one:
+// it sends no User-Agent in Node.js, and the browser's in a browser.
 func RefusalChannelFor(t Transport, client string) RefusalChannel {
 	switch t {
 	case TransportHTTP:
@@ -81,12 +81,9 @@ func isGitUserAgent(ua string) bool {
 // urllib3, go-git on net/http).
 var plainHTTPClients = []string{"curl/", "Wget/", "Go-http-client/", "python-requests/", "Python-urllib/", "HTTPie/", "gitgate-geo/"}
 
-// isPlainHTTPClient reports whether ua is empty or the User-Agent of an
-// HTTP tool that reads status codes.
+// isPlainHTTPClient reports whether ua is the User-Agent of an HTTP tool
+// that reads status codes.
 func isPlainHTTPClient(ua string) bool {
-	if ua == "" {
-		return true
-	}
 	for _, p := range plainHTTPClients {
 		if strings.HasPrefix(ua, p) {
 			return true

@@ -19,7 +19,7 @@ func TestRefusalChannelFor(t *testing.T) {
 		{"dulwich", TransportHTTP, "git/dulwich/0.21.2", ChannelProtocol},
 		{"JGit", TransportHTTP, "JGit/4.11.9.201909030838-r", ChannelProtocol},
 		{"go-git", TransportHTTP, "go-git/5.x", ChannelProtocol},
-		{"isomorphic-git", TransportHTTP, "git/isomorphic-git@1.27.1", ChannelProtocol},
+		{"isomorphic-git in Node.js (no User-Agent)", TransportHTTP, "", ChannelProtocol},
 		{"isomorphic-git in a browser", TransportHTTP, "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", ChannelProtocol},
 		{"unknown client", TransportHTTP, "SomeIDE/3.1", ChannelProtocol},
 		{"curl", TransportHTTP, "curl/7.88.1", ChannelGitLab},
@@ -27,7 +27,6 @@ func TestRefusalChannelFor(t *testing.T) {
 		{"Go net/http", TransportHTTP, "Go-http-client/1.1", ChannelGitLab},
 		{"python-requests", TransportHTTP, "python-requests/2.28.1", ChannelGitLab},
 		{"Geo secondary", TransportHTTP, "gitgate-geo/eu", ChannelGitLab},
-		{"no User-Agent", TransportHTTP, "", ChannelGitLab},
 		{"bare git/", TransportHTTP, "git/", ChannelProtocol},
 		{"git lookalike", TransportHTTP, "Git/2.39.5", ChannelProtocol},
 

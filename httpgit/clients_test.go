@@ -41,7 +41,7 @@ func TestPushRefusalChannelByUserAgent(t *testing.T) {
 	}
 
 	advertisement := "001f# service=git-receive-pack\n0000" +
-		fmt.Sprintf("%04xERR %s\n", 4+len("ERR \n")+len(gitgate.MaintenanceMessage), gitgate.MaintenanceMessage)
+		fmt.Sprintf("%04xERR %s", 4+len("ERR ")+len(gitgate.MaintenanceMessage), gitgate.MaintenanceMessage)
 	cmd := fmt.Sprintf("%s %s refs/heads/main\x00report-status side-band-64k\n", before, strings.Repeat("1", 40))
 	push := fmt.Sprintf("%04x%s0000PACK\x00\x00\x00\x02\x00\x00\x00\x01junk", 4+len(cmd), cmd)
 

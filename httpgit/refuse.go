@@ -76,7 +76,7 @@ func writeAdvertisementRefusal(w http.ResponseWriter, msg string) {
 	enc := pktline.NewEncoder(w)
 	enc.Encodef("# service=%s\n", gitgate.ReceivePack)
 	enc.Flush()
-	enc.Encodef("ERR %s\n", msg)
+	enc.Encodef("ERR %s", msg)
 }
 
 // writeRefusal writes msg as a text/plain error answer.

@@ -57,7 +57,7 @@ func TestPushRefusalChannelBySSHVersion(t *testing.T) {
 	var push bytes.Buffer
 	cmd := fmt.Sprintf("%s %s refs/heads/main\x00report-status side-band-64k\n", before, strings.Repeat("1", 40))
 	fmt.Fprintf(&push, "%04x%s0000PACK\x00\x00\x00\x02\x00\x00\x00\x01junk", 4+len(cmd), cmd)
-	errPacket := fmt.Sprintf("%04xERR %s\n", 4+len("ERR \n")+len(gitgate.MaintenanceMessage), gitgate.MaintenanceMessage)
+	errPacket := fmt.Sprintf("%04xERR %s", 4+len("ERR ")+len(gitgate.MaintenanceMessage), gitgate.MaintenanceMessage)
 
 	for _, v := range versions {
 		c, err := gossh.Dial("tcp", "127.0.0.1:"+g.port, &gossh.ClientConfig{

@@ -409,7 +409,7 @@ func (sess *session) startInput() (*os.File, error) {
 // start, which the client reports before it sends any pack data.
 func (sess *session) refuse(r *gitgate.Refusal) int {
 	if sess.errPacket {
-		pktline.NewEncoder(sess.ch).Encodef("ERR %s\n", r.Message)
+		pktline.NewEncoder(sess.ch).Encodef("ERR %s", r.Message)
 	}
 	switch r.Kind {
 	case gitgate.RefusedMaintenance, gitgate.RefusedStateUnavailable:
