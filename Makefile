@@ -55,7 +55,7 @@ bench-lfs:
 
 ## fuzz: run each fuzz target for FUZZTIME (their seed corpora also run in make test)
 FUZZ_TARGETS := ./gitgate/:FuzzCleanName ./gitgate/:FuzzParseProtocol ./sshd/:FuzzParseCommand \
-	./sshd/:FuzzParseLFSCommand ./access/:FuzzParseFile ./access/:FuzzParseCredentials ./access/:FuzzClientAddr ./geo/:FuzzPumpPush
+	./sshd/:FuzzParseLFSCommand ./access/:FuzzParseFile ./access/:FuzzParseCredentials ./access/:FuzzClientAddr ./geo/:FuzzPumpPush ./gitgate/:FuzzRefusalChannelFor
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \

@@ -55,6 +55,10 @@ def push(repo, url, pub, priv):
         raise RuntimeError("rejected " + "; ".join(cb.rejected))
 
 
+def oneline(e):
+    return " | ".join(str(e).splitlines())
+
+
 def main():
     clone_url, open_url, maint_url, work = sys.argv[1:5]
     pub, priv = (sys.argv[5], sys.argv[6]) if len(sys.argv) > 6 else (None, None)
@@ -62,14 +66,14 @@ def main():
         repo = pygit2.clone_repository(clone_url, work, callbacks=Callbacks(clone_url, pub, priv))
         print("ok clone")
     except Exception as e:  # what an application shows its user
-        print("error clone: %s" % e)
+        print("error clone: %s" % oneline(e))
         return 1
     commit(repo, "while open")
     try:
         push(repo, open_url, pub, priv)
         print("ok push-open")
     except Exception as e:
-        print("error push-open: %s" % e)
+        print("error push-open: %s" % oneline(e))
         return 1
     commit(repo, "during maintenance")
     try:
@@ -77,7 +81,7 @@ def main():
         print("ok push-maintenance")
         return 1
     except Exception as e:
-        print("error push-maintenance: %s" % e)
+        print("error push-maintenance: %s" % oneline(e))
     return 0
 
 
