@@ -50,7 +50,7 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, rt route, refusa
 	}
 	if rt.endpoint == endpointInfoRefs && rt.service == gitgate.ReceivePack && status == http.StatusForbidden {
 		ch := gitgate.RefusalChannelFor(gitgate.TransportHTTP, r.UserAgent())
-		log.Info("push refused at its ref advertisement", "user_agent", r.UserAgent(), "channel", ch)
+		log.Info("push refused at its ref advertisement", "user_agent", r.UserAgent(), "git_protocol", r.Header.Get("Git-Protocol"), "channel", ch)
 		if ch == gitgate.ChannelProtocol {
 			writeAdvertisementRefusal(w, refusal.Message)
 			return

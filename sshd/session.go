@@ -66,6 +66,7 @@ type session struct {
 	// errPacket is set once the command is known to be a push from a
 	// client that is told a refusal in the Git protocol too (see refuse).
 	errPacket bool
+	errSent   bool // an ERR packet was sent
 
 	inputDone chan struct{} // closed when the stdin copy has ended
 }
@@ -201,11 +202,12 @@ func (s *Server) serve(ctx context.Context, sess *session) {
 		slog.String("service", string(op.Service)),
 		slog.String("remote_addr", op.RemoteAddr),
 		slog.String("client_version", sess.version),
+		slog.String("git_protocol", sess.protocol),
 		slog.Duration("duration", time.Since(start)),
 		slog.Int("exit_status", status),
 		slog.Any("err", err),
 	)
-	sess.exit(status)
+	sess.exit(ctx, status)
 }
 
 // gateSessionRecovered runs gateSession and turns a panic into an error
@@ -410,6 +412,7 @@ func (sess *session) startInput() (*os.File, error) {
 func (sess *session) refuse(r *gitgate.Refusal) int {
 	if sess.errPacket {
 		pktline.NewEncoder(sess.ch).Encodef("ERR %s", r.Message)
+		sess.errSent = true
 	}
 	switch r.Kind {
 	case gitgate.RefusedMaintenance, gitgate.RefusedStateUnavailable:
@@ -425,11 +428,31 @@ func (sess *session) fail(status int, msg string) int {
 	return status
 }
 
+// refusalLinger bounds how long a session refused with an ERR packet waits
+// for the client to close the channel (see exit).
+const refusalLinger = 5 * time.Second
+
 // exit ends the session as sshd does: EOF, exit status, close. It then waits
 // for the stdin copy, which ends when the client closes the channel.
-func (sess *session) exit(status int) {
+//
+// A push refused with an ERR packet leaves the close to the client, for at
+// most refusalLinger (or until ctx, the session's, ends: the client closed
+// the channel or the server is stopping): JSch, JGit's SSH client, checks
+// that the channel is still open once its exec request is granted, and
+// reports one the server closed already as "connection failed", not the
+// ERR packet it was sent. Every client closes the channel once it has read
+// the ERR packet.
+func (sess *session) exit(ctx context.Context, status int) {
 	sess.ch.CloseWrite()
 	sess.ch.SendRequest("exit-status", false, gossh.Marshal(struct{ Status uint32 }{uint32(status)}))
+	if sess.errSent {
+		linger := time.NewTimer(refusalLinger)
+		select {
+		case <-ctx.Done():
+		case <-linger.C:
+		}
+		linger.Stop()
+	}
 	sess.ch.Close()
 	if sess.inputDone != nil {
 		<-sess.inputDone
