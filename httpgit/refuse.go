@@ -35,8 +35,9 @@ func statusFor(kind gitgate.RefusalKind) int {
 // refusal but a push's) it is an HTTP error whose text/plain body git shows
 // as "remote: <message>"; a push's advertisement refused with 403 goes to
 // clients other than git in the Git protocol instead, as an ERR packet
-// (gitgate.RefusalChannelFor decides which). A push whose POST arrives after its advertisement
-// was allowed (maintenance switched on in between) is answered in the Git
+// (gitgate.RefusalChannelFor decides which). A push whose POST arrives
+// after its advertisement was allowed (maintenance switched on in between)
+// is answered in the Git
 // protocol instead, because git does not show the body of a failed POST:
 // each ref is rejected and the message goes out on the progress channel.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, rt route, refusal *gitgate.Refusal, log *slog.Logger) {

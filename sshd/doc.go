@@ -30,6 +30,11 @@
 //   - any other refusal of the policy (not found, not allowed to push): one
 //     line, "remote: ERROR: <message>", exit status 1, the same for a missing
 //     repository and one the user may not see;
+//   - a push refused by the policy, from an SSH client other than the ones
+//     git runs ([gitgate.RefusalChannelFor] decides from its version
+//     string): the above, and "ERR <message>" as a packet on stdout, which
+//     the Git libraries report; the close of the channel is left to the
+//     client;
 //   - a command that is not a git service, or a malformed or invalid path:
 //     one fixed line (the input is never echoed), exit status 128;
 //   - no command ("ssh git@host"): "Welcome to gitgate, @<user>!" on stdout,
