@@ -37,9 +37,9 @@ func statusFor(kind gitgate.RefusalKind) int {
 // clients other than git in the Git protocol instead, as an ERR packet
 // (gitgate.RefusalChannelFor decides which). A push whose POST arrives
 // after its advertisement was allowed (maintenance switched on in between)
-// is answered in the Git
-// protocol instead, because git does not show the body of a failed POST:
-// each ref is rejected and the message goes out on the progress channel.
+// is answered in the Git protocol, because git does not show the body of a
+// failed POST: each ref is rejected and the message goes out on the
+// progress channel.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, rt route, refusal *gitgate.Refusal, log *slog.Logger) {
 	status := statusFor(refusal.Kind)
 	if rt.endpoint == endpointRPC && rt.service == gitgate.ReceivePack && status == http.StatusForbidden {
