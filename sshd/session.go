@@ -428,24 +428,29 @@ func (sess *session) fail(status int, msg string) int {
 	return status
 }
 
-// refusalLinger bounds how long a session refused with an ERR packet waits
-// for the client to close the channel (see exit).
+// refusalLinger bounds how long a JSch client's session refused with an ERR
+// packet waits for the client to close the channel (see exit).
 const refusalLinger = 5 * time.Second
+
+// jschVersion starts the SSH version string of JSch, JGit's SSH client
+// before 5.2 ("SSH-2.0-JSCH-0.1.54"; its fork's "SSH-2.0-JSCH_0.2.x").
+const jschVersion = "SSH-2.0-JSCH"
 
 // exit ends the session as sshd does: EOF, exit status, close. It then waits
 // for the stdin copy, which ends when the client closes the channel.
 //
-// A push refused with an ERR packet leaves the close to the client, for at
-// most refusalLinger (or until ctx, the session's, ends: the client closed
-// the channel or the server is stopping): JSch, JGit's SSH client, checks
-// that the channel is still open once its exec request is granted, and
-// reports one the server closed already as "connection failed", not the
-// ERR packet it was sent. Every client closes the channel once it has read
-// the ERR packet.
+// A push from JSch refused with an ERR packet leaves the close to the
+// client, for at most refusalLinger (or until ctx, the session's, ends: the
+// client closed the channel or the server is stopping): JSch checks that the
+// channel is still open once its exec request is granted, and JGit reports
+// one the server closed already as "connection failed", not the ERR packet
+// it was sent. JGit closes the channel once it has read the packet. Other
+// clients wait for the server's close (Go's x/crypto/ssh Session.Run), so
+// they get it at once.
 func (sess *session) exit(ctx context.Context, status int) {
 	sess.ch.CloseWrite()
 	sess.ch.SendRequest("exit-status", false, gossh.Marshal(struct{ Status uint32 }{uint32(status)}))
-	if sess.errSent {
+	if sess.errSent && strings.HasPrefix(sess.version, jschVersion) {
 		linger := time.NewTimer(refusalLinger)
 		select {
 		case <-ctx.Done():
