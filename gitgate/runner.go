@@ -54,6 +54,19 @@ type Runner struct {
 	// exit before it gets SIGKILL (zero: DefaultKillDelay). Set it before
 	// the first Run.
 	KillDelay time.Duration
+	// PackObjects, when set, serves the pack-objects runs of upload-pack
+	// (package packcache). Set it before the first Run.
+	PackObjects PackObjectsHook
+}
+
+// PackObjectsHook serves the packs of upload-pack instead of git's own
+// pack-objects, through uploadpack.packObjectsHook.
+type PackObjectsHook interface {
+	// Start returns the environment that makes upload-pack for inv run the
+	// hook (GIT_CONFIG_* with uploadpack.packObjectsHook: git takes it only
+	// from protected configuration, never from the repository's), and the
+	// function to call once git has exited.
+	Start(inv Invocation) (env []string, done func())
 }
 
 // NewRunner returns a runner for the git binary at gitPath (looked up in PATH
@@ -65,6 +78,13 @@ func NewRunner(gitPath, dataDir string) (*Runner, error) {
 	}
 	return &Runner{gitPath: path, dataDir: dataDir, baseEnv: baseEnv(os.Environ())}, nil
 }
+
+// GitPath returns the git binary the runner starts.
+func (r *Runner) GitPath() string { return r.gitPath }
+
+// BaseEnv returns the environment of the git processes before the
+// per-operation variables: the server's, without GIT_* and GITGATE_*.
+func (r *Runner) BaseEnv() []string { return r.baseEnv[:len(r.baseEnv):len(r.baseEnv)] }
 
 // baseEnv is the server's environment without GIT_* variables, which could
 // change what git does with the repository (GIT_DIR, GIT_OBJECT_DIRECTORY,
@@ -152,6 +172,11 @@ func (r *Runner) run(ctx context.Context, inv Invocation) error {
 		killDelay = DefaultKillDelay
 	}
 	cmd := r.command(inv)
+	if r.PackObjects != nil && inv.Op.Service == UploadPack && !inv.AdvertiseRefs {
+		env, done := r.PackObjects.Start(inv)
+		cmd.Env = append(cmd.Env, env...)
+		defer done()
+	}
 	// A stdin that is not a file is copied into a pipe here rather than by
 	// os/exec, whose Wait would wait for a Read that may never return.
 	var stdinW *os.File

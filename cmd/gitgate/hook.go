@@ -147,7 +147,7 @@ func hookCommand() *cli.Command {
 				}
 				return exitStatus(hooks.ReferenceTransaction(c.Context, opts, c.Args().First(), c.App.Reader, c.App.Writer, c.App.ErrWriter))
 			},
-		}},
+		}, packObjectsHookCommand()},
 	}
 }
 

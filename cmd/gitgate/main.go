@@ -31,6 +31,9 @@ func gitgateMain() int {
 	if filepath.Base(os.Args[0]) == "pre-receive" {
 		return runPreReceiveHook(ctx, os.Args[1:])
 	}
+	if isPackObjectsHook(os.Args) {
+		return runPackObjectsHook(ctx, os.Args[3:])
+	}
 	return exitCode(os.Stderr, interrupted(ctx, run(ctx, os.Stdout, os.Stderr, os.Args)))
 }
 

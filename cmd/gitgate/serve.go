@@ -105,7 +105,7 @@ func serveCommand() *cli.Command {
 				Usage:   "do not install the hooks (pre-receive, reference-transaction) into the repositories at start",
 				EnvVars: []string{"GITGATE_NO_HOOKS"},
 			},
-		}, append(geoFlags(), append(limitFlags(), lfsFlags()...)...)...),
+		}, append(append(geoFlags(), append(limitFlags(), lfsFlags()...)...), packCacheFlags()...)...),
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(c)
 			if err != nil {
@@ -137,9 +137,14 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			packCache, err := packCacheOptionsFrom(c, dir)
+			if err != nil {
+				return err
+			}
 			s := &serveCmd{
 				limits:            limits,
 				lfs:               lfsOpts,
+				packCache:         packCache,
 				trustedProxies:    trusted,
 				sshProxyProtocol:  c.Bool("ssh-proxy-protocol"),
 				signinMaxFailures: c.Int("signin-max-failures"),
@@ -184,6 +189,7 @@ type serveCmd struct {
 	signinMaxFailures int
 	limits            limitOptions
 	lfs               lfsOptions
+	packCache         packCacheOptions
 	log               *slog.Logger
 	stdout            io.Writer
 }
@@ -214,6 +220,10 @@ func (s *serveCmd) Execute(ctx context.Context) error {
 	}
 	fmt.Fprintf(s.stdout, "gitgate %s serving %s\n", version, g.resolver.Root())
 
+	packRun, err := s.packObjectsServer(ctx, g)
+	if err != nil {
+		return err
+	}
 	geoRun, geoBeginShutdown := g.geo.run(s.dataDir)
 	web, err := s.httpServer(g)
 	if err != nil {
@@ -237,6 +247,9 @@ func (s *serveCmd) Execute(ctx context.Context) error {
 	})
 	if geoRun != nil {
 		servers = append(servers, geoRun)
+	}
+	if packRun != nil {
+		servers = append(servers, packRun)
 	}
 
 	if s.metricsListen != "" {

@@ -1,0 +1,109 @@
+package packcache
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"time"
+)
+
+// dialTimeout bounds the hook's connection to the gate.
+const dialTimeout = 10 * time.Second
+
+// RunHook is the pack-objects hook: git runs it with args "git pack-objects
+// ..." (see the package doc). It sends its arguments and stdin to the gate
+// on socket with secret and copies the answer to stdout and stderr; it
+// returns the exit status. Without a socket (git run by someone else than
+// the gate) it runs git itself, unchanged.
+func RunHook(ctx context.Context, socket, secret string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "git" {
+		fmt.Fprintln(stderr, "fatal: pack-objects hook: git runs it as: <hook> git pack-objects ...")
+		return 128
+	}
+	if socket == "" || secret == "" {
+		cmd := exec.CommandContext(ctx, "git", args[1:]...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+		err := cmd.Run()
+		var exit *exec.ExitError
+		if errors.As(err, &exit) && exit.Exited() {
+			return exit.ExitCode()
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "fatal: pack-objects hook:", err)
+			return 128
+		}
+		return 0
+	}
+	in, err := io.ReadAll(io.LimitReader(stdin, MaxStdin+1))
+	if err != nil {
+		fmt.Fprintln(stderr, "fatal: pack-objects hook: read request:", err)
+		return 128
+	}
+	if len(in) > MaxStdin {
+		fmt.Fprintf(stderr, "fatal: the fetch request is too large (over %d MiB)\n", MaxStdin>>20)
+		return 128
+	}
+	d := net.Dialer{Timeout: dialTimeout}
+	conn, err := d.DialContext(ctx, "unix", socket)
+	if err != nil {
+		fmt.Fprintln(stderr, "fatal: the server cannot generate the pack now; try again")
+		return 128
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if err := writeRequest(conn, secret, args[1:], in); err != nil {
+		fmt.Fprintln(stderr, "fatal: the server cannot generate the pack now; try again")
+		return 128
+	}
+	r := bufio.NewReaderSize(conn, 256<<10)
+	out := bufio.NewWriterSize(stdout, 256<<10)
+	buf := make([]byte, 64<<10)
+	for {
+		var hdr [5]byte
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			out.Flush()
+			fmt.Fprintln(stderr, "fatal: the server stopped generating the pack; try again")
+			return 128
+		}
+		n := int64(binary.BigEndian.Uint32(hdr[1:]))
+		if n > maxFrame {
+			fmt.Fprintln(stderr, "fatal: pack-objects hook: bad answer from the server")
+			return 128
+		}
+		switch hdr[0] {
+		case frameStdout:
+			if _, err := io.CopyBuffer(out, io.LimitReader(r, n), buf); err != nil {
+				return 128 // upload-pack has gone
+			}
+		case frameStderr:
+			out.Flush() // keep the order of progress and data
+			msg := make([]byte, n)
+			if _, err := io.ReadFull(r, msg); err != nil {
+				return 128
+			}
+			stderr.Write(msg)
+		case frameExit:
+			code := make([]byte, n)
+			if _, err := io.ReadFull(r, code); err != nil || n != 1 {
+				return 128
+			}
+			if err := out.Flush(); err != nil {
+				return 128
+			}
+			return int(code[0])
+		default:
+			fmt.Fprintln(stderr, "fatal: pack-objects hook: bad answer from the server")
+			return 128
+		}
+	}
+}
+
+// HookEnv returns the socket and secret from the environment of the hook.
+func HookEnv() (socket, secret string) { return os.Getenv(EnvSocket), os.Getenv(EnvSecret) }

@@ -1,0 +1,202 @@
+package packcache
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gitgate/gitgate/gitgate"
+)
+
+// Bounds of the socket server.
+const (
+	requestTimeout = 30 * time.Second // to read a hook's request
+	writeIdle      = 10 * time.Minute // a hook that reads nothing for this long is dropped
+	maxConns       = 4096
+)
+
+// Server answers the pack-objects hook on a Unix socket and hands out the
+// per-process secrets that let a hook in. It implements
+// gitgate.PackObjectsHook.
+type Server struct {
+	cache   *Cache
+	socket  string
+	hookCmd string
+	log     *slog.Logger
+
+	mu       sync.Mutex
+	sessions map[string]session
+	idle     chan struct{} // closed and replaced when a session ends
+	wg       sync.WaitGroup
+}
+
+// session is what a secret stands for: one upload-pack run.
+type session struct {
+	repoPath, repo, user string
+}
+
+// NewServer returns a server for cache on the Unix socket path; hookCmd
+// is the shell command git runs as uploadpack.packObjectsHook (git appends
+// "git pack-objects ..." to it).
+func NewServer(cache *Cache, socket, hookCmd string, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{cache: cache, socket: socket, hookCmd: hookCmd, log: log, sessions: map[string]session{}, idle: make(chan struct{})}
+}
+
+// Listen listens on the server's socket, readable by its owner only,
+// replacing a socket left by a gate that died.
+func (s *Server) Listen() (net.Listener, error) {
+	if c, err := net.Dial("unix", s.socket); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("pack-objects socket %s: another gate answers on it", s.socket)
+	}
+	os.Remove(s.socket)
+	ln, err := net.Listen("unix", s.socket)
+	if err != nil {
+		return nil, fmt.Errorf("pack-objects socket: %w", err)
+	}
+	if err := os.Chmod(s.socket, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("pack-objects socket: %w", err)
+	}
+	return ln, nil
+}
+
+// Start implements gitgate.PackObjectsHook: it returns the environment that
+// makes upload-pack run the hook for inv, and the function that ends the
+// secret once git has exited.
+func (s *Server) Start(inv gitgate.Invocation) (env []string, done func()) {
+	var b [24]byte
+	rand.Read(b[:])
+	secret := hex.EncodeToString(b[:])
+	s.mu.Lock()
+	s.sessions[secret] = session{repoPath: inv.Repo.Path, repo: inv.Repo.Name, user: gitgate.UserKey(inv.Op)}
+	s.mu.Unlock()
+	env = []string{
+		"GIT_CONFIG_COUNT=1",
+		"GIT_CONFIG_KEY_0=uploadpack.packObjectsHook",
+		"GIT_CONFIG_VALUE_0=" + s.hookCmd,
+		EnvSocket + "=" + s.socket,
+		EnvSecret + "=" + secret,
+	}
+	return env, func() {
+		s.mu.Lock()
+		delete(s.sessions, secret)
+		close(s.idle)
+		s.idle = make(chan struct{})
+		s.mu.Unlock()
+	}
+}
+
+// WaitIdle waits until no upload-pack started with the hook is running, or
+// ctx ends.
+func (s *Server) WaitIdle(ctx context.Context) error {
+	for {
+		s.mu.Lock()
+		n, idle := len(s.sessions), s.idle
+		s.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Serve answers hooks on ln until ctx ends, then waits for the
+// connections in progress.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	sem := make(chan struct{}, maxConns)
+	defer s.wg.Wait()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("pack-objects socket: %w", err)
+		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			conn.Close()
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() { <-sem }()
+			defer conn.Close()
+			stopConn := context.AfterFunc(ctx, func() { conn.Close() })
+			defer stopConn()
+			s.handle(ctx, conn)
+		}()
+	}
+}
+
+// deadlineWriter sets a write deadline before each write.
+type deadlineWriter struct{ c net.Conn }
+
+func (d deadlineWriter) Write(p []byte) (int, error) {
+	d.c.SetWriteDeadline(time.Now().Add(writeIdle))
+	return d.c.Write(p)
+}
+
+func (s *Server) handle(ctx context.Context, conn net.Conn) {
+	conn.SetReadDeadline(time.Now().Add(requestTimeout))
+	secret, args, stdin, err := readRequest(bufio.NewReader(conn))
+	conn.SetReadDeadline(time.Time{})
+	mu := &sync.Mutex{}
+	w := deadlineWriter{conn}
+	stdout := frameWriter{mu: mu, w: w, t: frameStdout}
+	stderr := frameWriter{mu: mu, w: w, t: frameStderr}
+	exit := func(code int) { frameWriter{mu: mu, w: w, t: frameExit}.Write([]byte{byte(code)}) }
+	if err != nil {
+		s.log.Warn("pack-objects hook: bad request", "err", err)
+		return
+	}
+	s.mu.Lock()
+	sess, ok := s.sessions[secret]
+	s.mu.Unlock()
+	if !ok {
+		s.log.Warn("pack-objects hook: unknown secret")
+		fmt.Fprintln(stderr, "fatal: pack-objects hook: not started by this gate")
+		exit(128)
+		return
+	}
+	if err := CheckArgs(args); err != nil {
+		s.log.Warn("pack-objects hook: arguments refused", "repo", sess.repo, "user", sess.user, "args", strings.Join(args, " "), "err", err)
+		fmt.Fprintln(stderr, "fatal: pack-objects hook: unexpected arguments")
+		exit(128)
+		return
+	}
+	req := Request{RepoPath: sess.repoPath, Repo: sess.repo, User: sess.user, Args: args, Stdin: stdin}
+	code, err := s.cache.Serve(ctx, req, stdout, stderr)
+	if IsBusy(err) {
+		s.log.Warn("pack-objects refused", "repo", sess.repo, "user", sess.user, "err", err)
+		fmt.Fprintln(stderr, gitgate.BusyMessage)
+	} else if err != nil && ctx.Err() == nil {
+		s.log.Warn("pack-objects", "repo", sess.repo, "user", sess.user, "err", err)
+	}
+	exit(code)
+}
