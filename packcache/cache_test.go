@@ -354,7 +354,7 @@ func TestExpiredEntryIsRemoved(t *testing.T) {
 	if _, _, code, err := serve(t, c, req); code != 0 || err != nil {
 		t.Fatal(code, err)
 	}
-	c.Wait() // until the entry is on disk for good
+	c.Wait()            // until the entry is on disk for good
 	c.Clean(time.Now()) // not expired yet
 	if c.Len() != 1 {
 		t.Fatal("entry removed before its time")
