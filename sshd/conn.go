@@ -68,7 +68,7 @@ func (s *Server) accept(ctx ssh.Context, nc net.Conn) net.Conn {
 	s.mu.Unlock()
 	ctx.SetValue(connKey{}, c)
 	go s.watch(ctx, c)
-	return nc
+	return withQuickAck(nc)
 }
 
 // watch enforces the per-connection timers until the connection ends: the
@@ -167,7 +167,7 @@ func (s *Server) offeredKey(_ ssh.Context, key ssh.PublicKey) bool {
 // one only as long as golang.org/x/crypto/ssh keeps calling back for the key
 // it verifies; this does not depend on that.)
 func (s *Server) serverConfig(ctx ssh.Context) *gossh.ServerConfig {
-	return &gossh.ServerConfig{
+	cfg := &gossh.ServerConfig{
 		VerifiedPublicKeyCallback: func(_ gossh.ConnMetadata, key gossh.PublicKey, perms *gossh.Permissions, _ string) (*gossh.Permissions, error) {
 			user, ok := s.cfg.Keys.UserByKey(key)
 			if !ok {
@@ -182,6 +182,8 @@ func (s *Server) serverConfig(ctx ssh.Context) *gossh.ServerConfig {
 			return perms, nil
 		},
 	}
+	cfg.Ciphers = s.cfg.Ciphers
+	return cfg
 }
 
 // handshakeFailed logs a connection that never got through the SSH

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -104,6 +105,9 @@ type Config struct {
 	// limit). Share one with the HTTP server.
 	Limiter *gitgate.Limiter
 
+	// Ciphers are the ciphers offered, in order (empty: [DefaultCiphers]).
+	Ciphers []string
+
 	// testHookServe, when set (by tests), is called as each session starts
 	// serving its command.
 	testHookServe func(command string)
@@ -125,6 +129,12 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.Tracker == nil {
 		cfg.Tracker = gitgate.NewTracker(nil)
+	}
+	if len(cfg.Ciphers) == 0 {
+		cfg.Ciphers = DefaultCiphers()
+	}
+	if bad, ok := validCiphers(cfg.Ciphers); !ok {
+		return cfg, fmt.Errorf("sshd: unsupported cipher %q (supported: %s)", bad, strings.Join(SupportedCiphers(), ", "))
 	}
 	setDefault(&cfg.ProxyHeaderTimeout, DefaultProxyHeaderTimeout)
 	setDefault(&cfg.LoginGraceTime, DefaultLoginGraceTime)

@@ -43,7 +43,9 @@ func serveCommand() *cli.Command {
 			"without a restart. At start the pre-receive and reference-transaction hooks\n" +
 			"are installed in every repository. A push whose client hangs up once its data\n" +
 			"is in goes on for at most --push-finish-timeout. SIGINT or SIGTERM stop\n" +
-			"accepting work and give running operations --shutdown-grace to finish.",
+			"accepting work and give running operations --shutdown-grace to finish.\n" +
+			"Fetches get their packs through the gate's pack-objects cache (--pack-objects-*):\n" +
+			"identical fetches share one generated pack, generations are limited per repository.",
 		Flags: append([]cli.Flag{
 			reposFlag(),
 			&cli.StringFlag{
@@ -440,6 +442,7 @@ func (s *serveCmd) sshServer(g *gate) (func(context.Context) error, error) {
 
 		Limiter:            g.limiter,
 		MaxSessionsPerUser: s.limits.sshSessionsPerUser,
+		Ciphers:            s.packCache.sshCiphers,
 	}
 	if g.lfs != nil {
 		cfg.LFS = g.lfs

@@ -10,25 +10,34 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gitgate/gitgate/packcache"
+	"github.com/gitgate/gitgate/sshd"
 )
 
 // PackObjectsSocketName is the Unix socket, in the data dir, on which the
 // pack-objects hook reaches the gate.
 const PackObjectsSocketName = "pack-objects.sock"
 
-// packCacheOptions are serve's pack-objects cache and limit settings.
+// packCacheOptions are serve's pack-objects cache and limit settings, and
+// the SSH ciphers (the other half of cheap clones).
 type packCacheOptions struct {
-	hook     bool
-	cache    bool
-	dir      string
-	maxAge   time.Duration
-	maxBytes int64
-	limits   packcache.Limits
+	sshCiphers []string
+	hook       bool
+	cache      bool
+	dir        string
+	maxAge     time.Duration
+	maxBytes   int64
+	limits     packcache.Limits
 }
 
 // packCacheFlags are serve's flags for packCacheOptions.
 func packCacheFlags() []cli.Flag {
 	return []cli.Flag{
+		&cli.StringSliceFlag{
+			Name: "ssh-ciphers",
+			Usage: "SSH ciphers offered, in order (comma list; default: AES-GCM only on CPUs with AES instructions, " +
+				"which OpenSSH's client then picks; else chacha20-poly1305 first). Supported: " + strings.Join(sshd.SupportedCiphers(), ","),
+			EnvVars: []string{"GITGATE_SSH_CIPHERS"},
+		},
 		&cli.BoolFlag{
 			Name:    "pack-objects-hook",
 			Usage:   "serve fetches' packs through the gate (cache and limits below); =false lets git run pack-objects itself",
@@ -60,7 +69,8 @@ func packCacheFlags() []cli.Flag {
 		},
 		&cli.IntFlag{
 			Name:    "pack-objects-per-repo",
-			Usage:   "pack generations running at once for one repository (default: number of CPUs; -1: no limit)",
+			Usage:   "pack generations running at once for one repository (default: the number of CPUs; -1: no limit)",
+			Value:   packcache.DefaultPerRepo(),
 			EnvVars: []string{"GITGATE_PACK_OBJECTS_PER_REPO"},
 		},
 		&cli.IntFlag{
@@ -87,10 +97,11 @@ func packCacheFlags() []cli.Flag {
 // packCacheOptionsFrom reads and checks the flags.
 func packCacheOptionsFrom(c *cli.Context, dataDir string) (packCacheOptions, error) {
 	o := packCacheOptions{
-		hook:   c.Bool("pack-objects-hook"),
-		cache:  c.Bool("pack-objects-cache"),
-		dir:    c.String("pack-objects-cache-dir"),
-		maxAge: c.Duration("pack-objects-cache-max-age"),
+		sshCiphers: c.StringSlice("ssh-ciphers"),
+		hook:       c.Bool("pack-objects-hook"),
+		cache:      c.Bool("pack-objects-cache"),
+		dir:        c.String("pack-objects-cache-dir"),
+		maxAge:     c.Duration("pack-objects-cache-max-age"),
 		limits: packcache.Limits{
 			PerRepo:      c.Int("pack-objects-per-repo"),
 			Queue:        c.Int("pack-objects-queue"),
