@@ -41,12 +41,16 @@ lint:
 ## hook run time; Geo propagation. Each benchmark runs BENCHCOUNT times; benchstat
 ## then prints every figure with its spread. Raw results stay in bench/out/.
 BENCHCOUNT ?= 10
+## 1, 8 and 32 concurrent clones of a 125 MiB repository, per server: CONCCOUNT batches each.
+CONCCOUNT ?= 3
 bench:
 	bash bench/setup.sh
 	mkdir -p bench/out
-	$(GO) test -run '^$$' -bench . -benchtime 10x -count $(BENCHCOUNT) -timeout 60m ./bench/ | tee bench/out/clone.txt
+	$(GO) test -run '^$$' -bench '^BenchmarkClone$$' -benchtime 10x -count $(BENCHCOUNT) -timeout 60m ./bench/ | tee bench/out/clone.txt
+	$(GO) test -run '^$$' -bench '^BenchmarkConcurrentClones$$' -benchtime 1x -count $(CONCCOUNT) -timeout 60m ./bench/ | tee bench/out/concurrent.txt
 	$(GO) test -run '^$$' -bench . -benchtime 3x -count $(BENCHCOUNT) -timeout 20m ./hooks/ ./geo/ | tee bench/out/hooks-geo.txt
 	$(GO) tool benchstat bench/out/clone.txt
+	$(GO) tool benchstat bench/out/concurrent.txt
 	$(GO) tool benchstat bench/out/hooks-geo.txt
 
 ## bench-lfs: move one 1 GiB Git LFS object up and down through a gate; fails if the gate's peak RSS passes 64 MiB

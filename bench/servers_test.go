@@ -46,7 +46,8 @@ var (
 // startGate builds gitgate and runs "gitgate serve" as its own process on
 // the data dir dir/data, with anonymous read access to the repository
 // "bench" and a user "bench" who signs in over SSH with the key in pubKey.
-func startGate(b *testing.B, dir, pubKey string) *gateProcess {
+// serveArgs are added to "gitgate serve".
+func startGate(b *testing.B, dir, pubKey string, serveArgs ...string) *gateProcess {
 	_, file, _, _ := runtime.Caller(0)
 	bin := filepath.Join(dir, "gitgate")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/gitgate")
@@ -66,9 +67,9 @@ func startGate(b *testing.B, dir, pubKey string) *gateProcess {
 			b.Fatalf("gitgate %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
-	d := startDaemon(b, "gitgate", filepath.Join(dir, "gitgate.log"), exec.Command(bin,
-		"--data-dir", data, "--log-level", "warn",
-		"serve", "--http-listen", "127.0.0.1:0", "--ssh-listen", "127.0.0.1:0"))
+	argv := append([]string{"--data-dir", data, "--log-level", "warn",
+		"serve", "--http-listen", "127.0.0.1:0", "--ssh-listen", "127.0.0.1:0"}, serveArgs...)
+	d := startDaemon(b, "gitgate", filepath.Join(dir, "gitgate.log"), exec.Command(bin, argv...))
 	g := &gateProcess{pid: d.cmd.Process.Pid}
 	d.waitUntil(b, "its listening lines", func() bool {
 		out := d.output()
