@@ -569,6 +569,15 @@ func (e *entry) stream(ctx context.Context, w io.Writer) (int64, error) {
 		if err != nil {
 			return off, err
 		}
+		if fs, ok := w.(fileSender); ok && off < size {
+			// Straight from the file to the socket (sendfile where the
+			// kernel has it): f's offset is off, as only this loop reads f.
+			n, serr := fs.SendFile(f, size-off)
+			off += n
+			if serr != nil {
+				return off, serr
+			}
+		}
 		for off < size {
 			n, rerr := f.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
 			if n > 0 {
@@ -590,6 +599,12 @@ func (e *entry) stream(ctx context.Context, w io.Writer) (int64, error) {
 			return off, ctx.Err()
 		}
 	}
+}
+
+// fileSender is a writer that can take bytes straight from a file.
+type fileSender interface {
+	// SendFile writes the next n bytes of f.
+	SendFile(f *os.File, n int64) (int64, error)
 }
 
 // lockedWriter serializes writes and swallows errors (a reader's stderr).

@@ -1,7 +1,6 @@
 package packcache
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -62,13 +61,13 @@ func RunHook(ctx context.Context, socket, secret string, args []string, stdin io
 		fmt.Fprintln(stderr, "fatal: the server cannot generate the pack now; try again")
 		return 128
 	}
-	r := bufio.NewReaderSize(conn, 256<<10)
-	out := bufio.NewWriterSize(stdout, 256<<10)
-	buf := make([]byte, 64<<10)
+	// The frames are read from the connection itself, unbuffered, so that
+	// the pack can go from the socket to stdout (a pipe to upload-pack) by
+	// splice, without a copy through this process.
+	r := conn
 	for {
 		var hdr [5]byte
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			out.Flush()
 			fmt.Fprintln(stderr, "fatal: the server stopped generating the pack; try again")
 			return 128
 		}
@@ -79,11 +78,10 @@ func RunHook(ctx context.Context, socket, secret string, args []string, stdin io
 		}
 		switch hdr[0] {
 		case frameStdout:
-			if _, err := io.CopyBuffer(out, io.LimitReader(r, n), buf); err != nil {
+			if _, err := io.CopyN(stdout, r, n); err != nil {
 				return 128 // upload-pack has gone
 			}
 		case frameStderr:
-			out.Flush() // keep the order of progress and data
 			msg := make([]byte, n)
 			if _, err := io.ReadFull(r, msg); err != nil {
 				return 128
@@ -92,9 +90,6 @@ func RunHook(ctx context.Context, socket, secret string, args []string, stdin io
 		case frameExit:
 			code := make([]byte, n)
 			if _, err := io.ReadFull(r, code); err != nil || n != 1 {
-				return 128
-			}
-			if err := out.Flush(); err != nil {
 				return 128
 			}
 			return int(code[0])

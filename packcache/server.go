@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -162,13 +163,23 @@ func (d deadlineWriter) Write(p []byte) (int, error) {
 	return d.c.Write(p)
 }
 
+// ReadFrom lets the pack go from the cache file to the socket in the
+// kernel where it can (sendfile, splice).
+func (d deadlineWriter) ReadFrom(r io.Reader) (int64, error) {
+	d.c.SetWriteDeadline(time.Now().Add(writeIdle))
+	if rf, ok := d.c.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{d.c}, r)
+}
+
 func (s *Server) handle(ctx context.Context, conn net.Conn) {
 	conn.SetReadDeadline(time.Now().Add(requestTimeout))
 	secret, args, stdin, err := readRequest(bufio.NewReader(conn))
 	conn.SetReadDeadline(time.Time{})
 	mu := &sync.Mutex{}
 	w := deadlineWriter{conn}
-	stdout := frameWriter{mu: mu, w: w, t: frameStdout}
+	stdout := frameWriter{mu: mu, w: w, rf: w, t: frameStdout}
 	stderr := frameWriter{mu: mu, w: w, t: frameStderr}
 	exit := func(code int) { frameWriter{mu: mu, w: w, t: frameExit}.Write([]byte{byte(code)}) }
 	if err != nil {
