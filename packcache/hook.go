@@ -55,16 +55,25 @@ func RunHook(ctx context.Context, socket, secret string, args []string, stdin io
 		return 128
 	}
 	defer conn.Close()
+	if uc, ok := conn.(*net.UnixConn); ok {
+		uc.SetReadBuffer(socketBuffer)
+	}
+	if f, ok := stdout.(*os.File); ok {
+		growPipe(f) // upload-pack's pipe: fewer wake-ups per pack
+	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	if err := writeRequest(conn, secret, args[1:], in); err != nil {
 		fmt.Fprintln(stderr, "fatal: the server cannot generate the pack now; try again")
 		return 128
 	}
-	// The frames are read from the connection itself, unbuffered, so that
-	// the pack can go from the socket to stdout (a pipe to upload-pack) by
-	// splice, without a copy through this process.
+	// Plain reads and blocking writes through one large buffer. (Not
+	// os.File.ReadFrom: Go's splice into a blocking pipe retries EAGAIN in
+	// a busy loop while upload-pack drains the pipe, which cost more CPU
+	// than the copy it saves.)
 	r := conn
+	buf := make([]byte, maxFrame)
+	out := struct{ io.Writer }{stdout}
 	for {
 		var hdr [5]byte
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
@@ -78,7 +87,7 @@ func RunHook(ctx context.Context, socket, secret string, args []string, stdin io
 		}
 		switch hdr[0] {
 		case frameStdout:
-			if _, err := io.CopyN(stdout, r, n); err != nil {
+			if _, err := io.CopyBuffer(out, io.LimitReader(r, n), buf); err != nil {
 				return 128 // upload-pack has gone
 			}
 		case frameStderr:

@@ -99,39 +99,42 @@ func readRequest(r *bufio.Reader) (secret string, args []string, stdin []byte, e
 }
 
 // frameWriter writes frames of one type; writes from several goroutines
-// (a generation's stderr, the pack) are serialized. With rf, the pack is
-// sent from the cache file without a copy through user space.
+// (a generation's stderr, the pack) are serialized. With whole, SendFile
+// writes the pack from the cache file in whole frames.
 type frameWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-	rf io.ReaderFrom
-	t  byte
+	mu    *sync.Mutex
+	w     io.Writer
+	whole bool
+	t     byte
 }
+
+// frameBufs holds the buffers of whole frames.
+var frameBufs = sync.Pool{New: func() any { b := make([]byte, 5+maxFrame); return &b }}
 
 // SendFile writes the next n bytes of f as frames.
 func (f frameWriter) SendFile(file *os.File, n int64) (int64, error) {
-	if f.rf == nil {
+	if !f.whole {
 		return io.CopyN(f, file, n)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// Whole frames in one write each: the hook wakes once per frame, not
+	// once per 32 KiB (the cost of a hit is in those wake-ups).
+	buf := frameBufs.Get().(*[]byte)
+	defer frameBufs.Put(buf)
 	var sent int64
 	for sent < n {
 		chunk := min(n-sent, maxFrame)
-		var hdr [5]byte
-		hdr[0] = f.t
-		binary.BigEndian.PutUint32(hdr[1:], uint32(chunk))
-		if _, err := f.w.Write(hdr[:]); err != nil {
+		b := (*buf)[:5+chunk]
+		b[0] = f.t
+		binary.BigEndian.PutUint32(b[1:5], uint32(chunk))
+		if _, err := io.ReadFull(file, b[5:]); err != nil {
 			return sent, err
 		}
-		m, err := f.rf.ReadFrom(io.LimitReader(file, chunk))
-		sent += m
-		if err == nil && m < chunk {
-			err = io.ErrUnexpectedEOF
-		}
-		if err != nil {
+		if _, err := f.w.Write(b); err != nil {
 			return sent, err
 		}
+		sent += chunk
 	}
 	return sent, nil
 }

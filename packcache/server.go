@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -23,6 +22,7 @@ const (
 	requestTimeout = 30 * time.Second // to read a hook's request
 	writeIdle      = 10 * time.Minute // a hook that reads nothing for this long is dropped
 	maxConns       = 4096
+	socketBuffer   = 4 << 20 // so that a frame or several are in flight
 )
 
 // Server answers the pack-objects hook on a Unix socket and hands out the
@@ -163,23 +163,16 @@ func (d deadlineWriter) Write(p []byte) (int, error) {
 	return d.c.Write(p)
 }
 
-// ReadFrom lets the pack go from the cache file to the socket in the
-// kernel where it can (sendfile, splice).
-func (d deadlineWriter) ReadFrom(r io.Reader) (int64, error) {
-	d.c.SetWriteDeadline(time.Now().Add(writeIdle))
-	if rf, ok := d.c.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
-	}
-	return io.Copy(struct{ io.Writer }{d.c}, r)
-}
-
 func (s *Server) handle(ctx context.Context, conn net.Conn) {
+	if uc, ok := conn.(*net.UnixConn); ok {
+		uc.SetWriteBuffer(socketBuffer)
+	}
 	conn.SetReadDeadline(time.Now().Add(requestTimeout))
 	secret, args, stdin, err := readRequest(bufio.NewReader(conn))
 	conn.SetReadDeadline(time.Time{})
 	mu := &sync.Mutex{}
 	w := deadlineWriter{conn}
-	stdout := frameWriter{mu: mu, w: w, rf: w, t: frameStdout}
+	stdout := frameWriter{mu: mu, w: w, whole: true, t: frameStdout}
 	stderr := frameWriter{mu: mu, w: w, t: frameStderr}
 	exit := func(code int) { frameWriter{mu: mu, w: w, t: frameExit}.Write([]byte{byte(code)}) }
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"runtime"
 
 	"github.com/urfave/cli/v2"
 
@@ -25,6 +26,8 @@ func isPackObjectsHook(args []string) bool {
 func runPackObjectsHook(ctx context.Context, args []string) int {
 	// Never outlive upload-pack: its death ends the request.
 	dieWithParent()
+	// One stream to copy: more threads only spin.
+	runtime.GOMAXPROCS(1)
 	socket, secret := packcache.HookEnv()
 	return packcache.RunHook(ctx, socket, secret, args, os.Stdin, os.Stdout, os.Stderr)
 }
