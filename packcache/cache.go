@@ -294,6 +294,39 @@ func (c *Cache) runCmd(cmd *exec.Cmd) error {
 	return cmd.Run()
 }
 
+// runPiped runs cmd, counted, with its stdout copied to w through a
+// 1 MiB pipe in reads of up to 1 MiB, so that the readers wake once per
+// large chunk rather than per 32 KiB.
+func (c *Cache) runPiped(cmd *exec.Cmd, w io.Writer) error {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	growPipe(pw)
+	cmd.Stdout = pw
+	start := time.Now()
+	c.stats.Generations.Add(1)
+	c.stats.Running.Add(1)
+	defer func() {
+		c.stats.Running.Add(-1)
+		c.stats.observeGeneration(time.Since(start))
+	}()
+	if err := cmd.Start(); err != nil {
+		pr.Close()
+		pw.Close()
+		return err
+	}
+	pw.Close()
+	buf := make([]byte, 1<<20)
+	_, cerr := io.CopyBuffer(struct{ io.Writer }{w}, pr, buf)
+	pr.Close() // a failed write ends pack-objects (EPIPE)
+	err = cmd.Wait()
+	if cerr != nil {
+		return cerr
+	}
+	return err
+}
+
 // generate waits for a slot, runs pack-objects into e's file and publishes
 // the result.
 func (c *Cache) generate(e *entry, req Request) {
@@ -313,11 +346,11 @@ func (c *Cache) generate(e *entry, req Request) {
 		return
 	}
 	cmd := c.command(ctx, req)
-	cmd.Stdout = &entryWriter{e: e, f: f}
 	cmd.Stderr = e
-	err = c.runCmd(cmd)
+	ew := &entryWriter{e: e, f: f}
+	err = c.runPiped(cmd, ew)
 	var werr *writeError
-	if errors.As(err, &werr) || (err == nil && cmd.Stdout.(*entryWriter).err != nil) {
+	if errors.As(err, &werr) || (err == nil && ew.err != nil) {
 		c.log.Warn("pack-objects cache write failed: serving without it", "repo", req.Repo, "err", err)
 		err = fmt.Errorf("%w: %w", errCacheWrite, err)
 	}
@@ -619,3 +652,4 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.w.Write(p)
 	return len(p), nil
 }
+
