@@ -652,4 +652,3 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.w.Write(p)
 	return len(p), nil
 }
-
