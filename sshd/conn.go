@@ -20,8 +20,9 @@ const keepAliveRequest = "keepalive@openssh.com"
 
 // Keys for the values the server keeps in a connection's ssh.Context.
 type (
-	connKey        struct{}
-	verifiedKeyKey struct{}
+	connKey          struct{}
+	verifiedKeyKey   struct{}
+	clientVersionKey struct{} // the client's SSH identification, read by accept
 )
 
 // errUnknownKey fails authentication with a key that has no owner.
@@ -67,8 +68,10 @@ func (s *Server) accept(ctx ssh.Context, nc net.Conn) net.Conn {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	ctx.SetValue(connKey{}, c)
-	go s.watch(ctx, c)
-	return withQuickAck(nc)
+	go s.watch(ctx, c) // its login grace time bounds the exchange below
+	vc := exchangeVersions(withQuickAck(nc))
+	ctx.SetValue(clientVersionKey{}, vc.version)
+	return vc
 }
 
 // watch enforces the per-connection timers until the connection ends: the
@@ -182,7 +185,8 @@ func (s *Server) serverConfig(ctx ssh.Context) *gossh.ServerConfig {
 			return perms, nil
 		},
 	}
-	cfg.Ciphers = s.cfg.Ciphers
+	version, _ := ctx.Value(clientVersionKey{}).(string)
+	cfg.Ciphers = ciphersFor(s.cfg.Ciphers, version)
 	return cfg
 }
 

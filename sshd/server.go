@@ -37,6 +37,9 @@ const (
 	DefaultMaxSessions        = 1000
 )
 
+// serverSoftware is the software part of the server's SSH identification.
+const serverSoftware = "gitgate"
+
 // PushProxy carries out pushes elsewhere: a Geo secondary hands every push
 // it would allow to the primary. It streams the client's stdin to the
 // primary and the answer to stdout; a *gitgate.Refusal error is shown to
@@ -105,7 +108,9 @@ type Config struct {
 	// limit). Share one with the HTTP server.
 	Limiter *gitgate.Limiter
 
-	// Ciphers are the ciphers offered, in order (empty: [DefaultCiphers]).
+	// Ciphers are the ciphers offered, in order (empty: AES-GCM alone to
+	// OpenSSH's client on CPUs with AES instructions, [DefaultCiphers] to
+	// every other client).
 	Ciphers []string
 
 	// testHookServe, when set (by tests), is called as each session starts
@@ -129,9 +134,6 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.Tracker == nil {
 		cfg.Tracker = gitgate.NewTracker(nil)
-	}
-	if len(cfg.Ciphers) == 0 {
-		cfg.Ciphers = DefaultCiphers()
 	}
 	if bad, ok := validCiphers(cfg.Ciphers); !ok {
 		return cfg, fmt.Errorf("sshd: unsupported cipher %q (supported: %s)", bad, strings.Join(SupportedCiphers(), ", "))
@@ -206,7 +208,7 @@ func New(cfg Config) (*Server, error) {
 		hostSigners[i] = k
 	}
 	s.srv = &ssh.Server{
-		Version:                  "gitgate",
+		Version:                  serverSoftware,
 		HostSigners:              hostSigners,
 		ConnCallback:             s.accept,
 		ServerConfigCallback:     s.serverConfig,

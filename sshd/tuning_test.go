@@ -3,31 +3,66 @@ package sshd_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	gossh "golang.org/x/crypto/ssh"
+	"golang.org/x/sys/cpu"
 
 	"github.com/gitgate/gitgate/gitgate"
 	"github.com/gitgate/gitgate/sshd"
 )
 
 // The real OpenSSH client, with its default preferences (chacha20 first),
-// ends up with the server's first cipher: AES-GCM on a CPU with AES
-// instructions.
-func TestOpenSSHClientNegotiatesFirstOfferedCipher(t *testing.T) {
+// ends up with AES-GCM on a CPU with AES instructions, where the server
+// offers it AES-GCM alone; without them, with its own first choice.
+func TestOpenSSHClientNegotiatesAESGCM(t *testing.T) {
 	g := startGate(t)
 	alice := g.addUser("alice", gitgate.PermissionRead)
 	g.createRepo("repo", map[string][]byte{"README": []byte("hi\n")})
 	r := run(t, g.ssh([]clientKey{alice}, []string{"-o", "LogLevel=DEBUG1"}, "git-upload-pack", "repo.git"))
-	want := "kex: server->client cipher: " + sshd.DefaultCiphers()[0]
+	want := "kex: server->client cipher: " + gossh.CipherChaCha20Poly1305
+	if (cpu.X86.HasAES && cpu.X86.HasPCLMULQDQ) || (cpu.ARM64.HasAES && cpu.ARM64.HasPMULL) {
+		want = "kex: server->client cipher: " + gossh.CipherAES128GCM
+	}
 	if !strings.Contains(r.stderr, want) {
 		t.Fatalf("ssh -v shows no %q:\n%s", want, r.stderr)
 	}
-	if hasAES := sshd.DefaultCiphers()[0] == gossh.CipherAES128GCM; hasAES {
-		for _, c := range sshd.DefaultCiphers() {
-			if !strings.Contains(c, "-gcm@") {
-				t.Fatalf("with AES instructions the server offers %s, which OpenSSH's client would take before AES-GCM", c)
+	if !strings.Contains(r.stderr, "Remote protocol version 2.0, remote software version gitgate") {
+		t.Fatalf("the server's identification is not gitgate's:\n%s", r.stderr)
+	}
+}
+
+// Clients that know only AES-CTR (JSch, libssh2 before 1.11: JGit and
+// libgit2) or only one cipher still connect: the AES-GCM-only offer is
+// for OpenSSH's client alone.
+func TestClientsWithOtherCiphersConnect(t *testing.T) {
+	g := startGate(t)
+	alice := g.addUser("alice", gitgate.PermissionRead)
+	g.createRepo("repo", map[string][]byte{"README": []byte("hi\n")})
+	for _, tc := range []struct{ version, cipher string }{
+		{"SSH-2.0-JSCH-0.1.54", gossh.CipherAES128CTR},
+		{"SSH-2.0-libssh2_1.10.0", gossh.CipherAES256CTR},
+		{"SSH-2.0-Go", gossh.CipherChaCha20Poly1305},
+		{"SSH-2.0-OpenSSH_9.2p1", gossh.CipherAES128GCM},
+	} {
+		t.Run(tc.version, func(t *testing.T) {
+			cfg := &gossh.ClientConfig{
+				User:            "git",
+				Auth:            []gossh.AuthMethod{gossh.PublicKeys(alice.signer)},
+				HostKeyCallback: gossh.InsecureIgnoreHostKey(),
+				ClientVersion:   tc.version,
+				Config:          gossh.Config{Ciphers: []string{tc.cipher}},
+				Timeout:         10 * time.Second,
 			}
-		}
+			c, err := gossh.Dial("tcp", "127.0.0.1:"+g.port, cfg)
+			if err != nil {
+				t.Fatalf("%s offering only %s: %v", tc.version, tc.cipher, err)
+			}
+			defer c.Close()
+			if got := string(c.ServerVersion()); got != "SSH-2.0-gitgate" {
+				t.Fatalf("server version %q", got)
+			}
+		})
 	}
 }
 

@@ -34,8 +34,8 @@ func packCacheFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringSliceFlag{
 			Name: "ssh-ciphers",
-			Usage: "SSH ciphers offered, in order (comma list; default: AES-GCM only on CPUs with AES instructions, " +
-				"which OpenSSH's client then picks; else chacha20-poly1305 first). Supported: " + strings.Join(sshd.SupportedCiphers(), ","),
+			Usage: "SSH ciphers offered to every client, in order (comma list; default: decided per client: AES-GCM only to " +
+				"OpenSSH's client on CPUs with AES instructions, AES-GCM, ChaCha20 and AES-CTR to the others). Supported: " + strings.Join(sshd.SupportedCiphers(), ","),
 			EnvVars: []string{"GITGATE_SSH_CIPHERS"},
 		},
 		&cli.BoolFlag{
