@@ -29,6 +29,7 @@ import (
 // rules: every request that needs a signed-in user or a rule is denied.
 type Live struct {
 	path string
+	doc  Document // nil: the file at path
 	log  *slog.Logger
 	now  func() time.Time
 	cur  atomic.Pointer[Snapshot]
@@ -46,12 +47,23 @@ func NewLive(dataDir string, log *slog.Logger) *Live {
 	return l
 }
 
+// NewLiveOn returns a Live for the access data in doc. Its owner calls
+// [Live.Reload] when the document changes (the database store's watcher).
+func NewLiveOn(doc Document, log *slog.Logger) *Live {
+	l := &Live{path: doc.Name(), doc: doc, log: log, now: time.Now}
+	l.cur.Store(&Snapshot{})
+	return l
+}
+
 // Start reads the file, then watches it and reloads it on every change until
 // ctx is done. It fails if the file exists but cannot be read or is invalid,
 // since there is no good version to fall back on yet.
 func (l *Live) Start(ctx context.Context) error {
 	if err := l.Reload(); err != nil {
 		return err
+	}
+	if l.doc != nil {
+		return nil // the document's owner calls Reload on change
 	}
 	err := filewatch.Watch(ctx, l.path, filewatch.DefaultFallback, l.log, func() { _ = l.Reload() })
 	if err != nil {
@@ -67,7 +79,13 @@ func (l *Live) Reload() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 
-	data, err := readLimited(l.path)
+	var data []byte
+	var err error
+	if l.doc != nil {
+		data, err = l.doc.Read(context.Background())
+	} else {
+		data, err = readLimited(l.path)
+	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if l.seen == "missing" {

@@ -2,6 +2,7 @@ package access
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,7 +18,25 @@ import (
 // never reads half a file.
 type Store struct {
 	path string
+	doc  Document // nil: the file at path
 }
+
+// Document is where the access data is kept when it is not the data dir's
+// file: a database row shared by every gate of a site. The bytes are the
+// access file's format, parsed and validated exactly as the file is.
+type Document interface {
+	// Name names the document in messages.
+	Name() string
+	// Read returns the document, or an error matching fs.ErrNotExist when
+	// there is none yet.
+	Read(ctx context.Context) ([]byte, error)
+	// Update replaces the document with fn's result, atomically with
+	// respect to every other writer; old is nil when there is none.
+	Update(ctx context.Context, fn func(old []byte) ([]byte, error)) error
+}
+
+// NewStoreOn returns a store that keeps the access data in doc.
+func NewStoreOn(doc Document) *Store { return &Store{path: doc.Name(), doc: doc} }
 
 // NewStore returns the store for the access file in dataDir.
 func NewStore(dataDir string) *Store { return &Store{path: FilePath(dataDir)} }
@@ -38,6 +57,28 @@ func (s *Store) Load() (*File, error) {
 // are lost. An edit made by hand while Update runs is detected and Update
 // fails rather than overwrite it.
 func (s *Store) Update(fn func(f *File) error) error {
+	if s.doc != nil {
+		return s.doc.Update(context.Background(), func(old []byte) ([]byte, error) {
+			f := &File{source: s.path}
+			if len(old) > 0 {
+				var err error
+				if f, err = ParseFile(s.path, old); err != nil {
+					return nil, err
+				}
+			}
+			if err := fn(f); err != nil {
+				return nil, err
+			}
+			data, err := f.Marshal()
+			if err != nil {
+				return nil, err
+			}
+			if _, err := ParseFile(s.path, data); err != nil {
+				return nil, fmt.Errorf("refusing to write invalid access data: %w", err)
+			}
+			return data, nil
+		})
+	}
 	if err := os.MkdirAll(filepath.Dir(s.path), 0o750); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
@@ -77,7 +118,13 @@ func (s *Store) Update(fn func(f *File) error) error {
 
 // read returns the parsed file and its raw bytes (nil when missing).
 func (s *Store) read() (*File, []byte, error) {
-	data, err := readLimited(s.path)
+	var data []byte
+	var err error
+	if s.doc != nil {
+		data, err = s.doc.Read(context.Background())
+	} else {
+		data, err = readLimited(s.path)
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return &File{source: s.path}, nil, nil
 	}

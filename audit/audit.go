@@ -35,8 +35,19 @@ type Event struct {
 // and processes: every event is one write to a file opened with O_APPEND.
 type Log struct {
 	path string
+	sink Sink // nil: the file at path
 	now  func() time.Time
 }
+
+// Sink stores encoded events elsewhere than the data dir's file (a
+// database table shared by every gate of a site).
+type Sink interface {
+	// Append stores one event, encoded as JSON, durably.
+	Append(line []byte) error
+}
+
+// OpenSink returns an audit log that stores its events in sink.
+func OpenSink(sink Sink) *Log { return &Log{sink: sink, now: time.Now} }
 
 // Open returns the audit log of a data dir. The file is created on first use.
 func Open(dataDir string) *Log {
@@ -58,6 +69,9 @@ func (l *Log) Record(ev Event) error {
 	}
 	if len(line) >= maxLine {
 		return fmt.Errorf("audit: event of %d bytes is too large", len(line))
+	}
+	if l.sink != nil {
+		return l.sink.Append(line)
 	}
 	// O_NONBLOCK: opening a FIFO must not wait for a reader (Record runs
 	// after a change was applied, and would hang the request that made it);

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
+	iofs "io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,14 +16,16 @@ import (
 )
 
 // LiveState holds the maintenance state in memory for the request path and
-// keeps it current: it watches the store's file and re-reads it on change,
-// with a periodic re-read as a fallback. Readers pay no I/O.
+// keeps it current: for a [FileStore] it watches the file and re-reads it on
+// change, with a periodic re-read as a fallback; any other Store (the
+// shared database) is re-read by its owner calling Reload on change.
+// Readers pay no I/O.
 //
 // When the file becomes unreadable or corrupt, the snapshot keeps the last
 // good state and carries the error, so the policy refuses pushes (fail
 // closed) while reads go on; it recovers by itself when the file is valid.
 type LiveState struct {
-	store *FileStore
+	store Store
 	log   *slog.Logger
 	cur   atomic.Pointer[Snapshot]
 
@@ -37,7 +39,7 @@ type LiveState struct {
 }
 
 // NewLiveState returns a LiveState for store. Call Run to load and watch.
-func NewLiveState(store *FileStore, log *slog.Logger) *LiveState {
+func NewLiveState(store Store, log *slog.Logger) *LiveState {
 	l := &LiveState{store: store, log: log, changed: make(chan struct{})}
 	l.cur.Store(&Snapshot{})
 	return l
@@ -58,7 +60,12 @@ func (l *LiveState) Changed() <-chan struct{} {
 // Run loads the state once, then keeps it current until ctx is done. It
 // returns after the first load, with the watch running in the background.
 func (l *LiveState) Run(ctx context.Context, fallback time.Duration) {
-	if err := filewatch.Watch(ctx, l.store.Path(), fallback, l.log, l.Reload); err != nil {
+	fs, ok := l.store.(*FileStore)
+	if !ok {
+		l.Reload()
+		return
+	}
+	if err := filewatch.Watch(ctx, fs.Path(), fallback, l.log, l.Reload); err != nil {
 		l.log.Warn("cannot watch the maintenance state file; changes will be seen within the poll interval", "err", err)
 	}
 }
@@ -73,14 +80,15 @@ func (l *LiveState) Reload() {
 	defer l.reload.Unlock()
 	st, err := l.store.Load(context.Background())
 	old := l.cur.Load()
-	if err == nil && st.Version == 0 && old.State.Version > 0 {
+	fs, isFile := l.store.(*FileStore)
+	if err == nil && st.Version == 0 && old.State.Version > 0 && isFile {
 		// "Never had a state", yet this process has seen one: the state
 		// file went away together with the version record in its lock
 		// file. That is lost, not "not in maintenance".
-		if _, serr := os.Lstat(l.store.Path()); errors.Is(serr, fs.ErrNotExist) {
+		if _, serr := os.Lstat(fs.Path()); errors.Is(serr, iofs.ErrNotExist) {
 			err = fmt.Errorf("%w: %s was removed, with the version record in %s, after this gate had seen version %d; "+
 				`pushes stay refused; if that is intended, run "gitgate maintenance reset"`,
-				ErrStateMissing, l.store.Path(), filepath.Base(l.store.lockPath()), old.State.Version)
+				ErrStateMissing, fs.Path(), filepath.Base(fs.lockPath()), old.State.Version)
 		}
 	}
 	next := &Snapshot{State: st, Err: err}
@@ -92,13 +100,13 @@ func (l *LiveState) Reload() {
 	}
 	switch {
 	case err != nil:
-		l.log.Error("maintenance state unreadable: refusing pushes until it is fixed", "file", l.store.Path(), "err", err)
+		l.log.Error("maintenance state unreadable: refusing pushes until it is fixed", "file", l.where(), "err", err)
 	case old.Err != nil:
-		l.log.Info("maintenance state readable again", "file", l.store.Path(), "enabled", st.Enabled, "version", st.Version)
+		l.log.Info("maintenance state readable again", "file", l.where(), "enabled", st.Enabled, "version", st.Version)
 	case st.Version < old.State.Version:
 		// Reads are published in order, so the file itself went back: it
 		// was replaced by hand (a restored backup, say).
-		l.log.Warn("maintenance state version went down: the state file was replaced", "file", l.store.Path(),
+		l.log.Warn("maintenance state version went down: the state file was replaced", "file", l.where(),
 			"enabled", st.Enabled, "version", st.Version, "previous_version", old.State.Version)
 	default:
 		l.log.Info("maintenance state changed", "enabled", st.Enabled, "version", st.Version, "by", st.By, "message", st.Message)
@@ -118,4 +126,15 @@ func sameSnapshot(a, b *Snapshot) bool {
 		return a.Err.Error() == b.Err.Error()
 	}
 	return a.State.Version == b.State.Version && a.State.Enabled == b.State.Enabled && a.State.Message == b.State.Message
+}
+
+// where names the store in logs.
+func (l *LiveState) where() string {
+	if fs, ok := l.store.(*FileStore); ok {
+		return fs.Path()
+	}
+	if s, ok := l.store.(fmt.Stringer); ok {
+		return s.String()
+	}
+	return "store"
 }

@@ -41,11 +41,21 @@ type Running struct {
 	Started time.Time
 }
 
+// Registry shares the writes in flight beyond this process: with the
+// shared state store, every gate of a site registers its pushes there, so
+// that a drain (enable --wait) on any gate sees them all. Implementations
+// must not block.
+type Registry interface {
+	Started(id uint64, op Running)
+	Finished(id uint64)
+}
+
 // Tracker knows which operations are running, so that an admin can tell
 // when the last push has finished after entering maintenance (drain), and
 // feeds a Recorder.
 type Tracker struct {
 	rec Recorder
+	reg Registry // nil: this process only
 
 	mu      sync.Mutex
 	next    uint64
@@ -60,6 +70,10 @@ func NewTracker(rec Recorder) *Tracker {
 	close(t.drained)
 	return t
 }
+
+// ShareWith makes the tracker report every write to reg as well. Call it
+// before the first Begin.
+func (t *Tracker) ShareWith(reg Registry) { t.reg = reg }
 
 // Begin records that op starts now. Call the returned function exactly
 // once when it ends, with its outcome and the bytes sent to the client.
@@ -76,6 +90,9 @@ func (t *Tracker) Begin(op Operation) func(Outcome, int64) {
 		t.writes++
 	}
 	t.mu.Unlock()
+	if t.reg != nil && op.Service.IsWrite() {
+		t.reg.Started(id, Running{Operation: op, Started: start})
+	}
 	if t.rec != nil {
 		t.rec.OperationStarted(op)
 	}
@@ -91,6 +108,9 @@ func (t *Tracker) Begin(op Operation) func(Outcome, int64) {
 				}
 			}
 			t.mu.Unlock()
+			if t.reg != nil && op.Service.IsWrite() {
+				t.reg.Finished(id)
+			}
 			if t.rec != nil {
 				t.rec.OperationFinished(op, outcome, bytesSent, time.Since(start))
 			}

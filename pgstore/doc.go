@@ -1,0 +1,32 @@
+// Package pgstore keeps a site's shared state in PostgreSQL, so that several
+// gates behind a load balancer enforce one maintenance state and one set of
+// users, keys, tokens and rules.
+//
+// It implements the same seams as the data-dir files: [DB] is a
+// gitgate.Store (Load, Apply, Reset, Mirror) for the maintenance state, an
+// access.Document for the access data, an audit.Sink for the audit log and a
+// gitgate.Registry for the operations in flight. No transport, policy or CLI
+// code knows which back end is in use.
+//
+// Design:
+//   - Schema migrations are SQL files embedded in the binary, applied in
+//     order by [Migrate] under an advisory lock, with the schema's version
+//     in table schema_version. [Open] refuses a database whose schema is
+//     older or newer than this binary knows.
+//   - Every change to the state or the access document fires NOTIFY from a
+//     trigger, in the changing transaction. [Watcher] holds one dedicated
+//     connection that LISTENs; on a notification it re-reads what changed;
+//     on a lost connection it reconnects with backoff and re-reads
+//     everything, so a notification sent while it was away is never missed.
+//   - Stale bound: [StateView] is what the gate's LiveState loads. It
+//     remembers when it last read the database; while the database is
+//     unreachable it answers the last known state until that is older than
+//     the bound, then an error wrapping [ErrStale], and the policy refuses
+//     pushes (fail closed) while clones go on. Access data stays at its last
+//     good version.
+//   - Operations in flight: each gate upserts its running pushes with an
+//     expiry a few heartbeats ahead and deletes them when they end; a gate
+//     that dies leaves rows that expire by themselves.
+//   - The password of a database URL never reaches a log or an error: see
+//     [Redact].
+package pgstore
