@@ -47,6 +47,10 @@ type Runner struct {
 	dataDir string
 	baseEnv []string
 
+	// Env holds more KEY=value variables for every git process (and so for
+	// its hooks): the shared state database's URL, say.
+	Env []string
+
 	// PushFinishTimeout bounds how long a push goes on after its client
 	// has gone; zero means DefaultPushFinishTimeout.
 	PushFinishTimeout time.Duration
@@ -387,6 +391,7 @@ func (r *Runner) command(inv Invocation) *exec.Cmd {
 		EnvRepo+"="+inv.Repo.Name,
 		EnvTransport+"="+string(inv.Op.Transport),
 	)
+	cmd.Env = append(cmd.Env, r.Env...)
 	if inv.Protocol != "" {
 		cmd.Env = append(cmd.Env, "GIT_PROTOCOL="+inv.Protocol)
 	}

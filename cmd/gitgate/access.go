@@ -207,7 +207,12 @@ func loadAccess(c *cli.Context) (*access.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return access.NewStore(dir).Load()
+	s, err := openSite(c, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	return s.accessStore().Load()
 }
 
 // updateAccess applies edit to the access file of the data directory and,
@@ -220,11 +225,16 @@ func updateAccess(c *cli.Context, ev *audit.Event, edit func(f *access.File) err
 	if err != nil {
 		return err
 	}
-	if err := access.NewStore(dir).Update(edit); err != nil {
+	s, err := openSite(c, dir)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := s.accessStore().Update(edit); err != nil {
 		return err
 	}
 	ev.Actor, ev.Transport = cliActor(), "cli"
-	if err := audit.Open(dir).Record(*ev); err != nil {
+	if err := s.audit().Record(*ev); err != nil {
 		fmt.Fprintf(c.App.ErrWriter, "gitgate: warning: %v\n", err)
 	}
 	return nil

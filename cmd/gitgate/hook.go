@@ -45,6 +45,11 @@ func hookFlags(name string) []cli.Flag {
 			EnvVars: []string{gitgate.EnvDataDir},
 		},
 		&cli.StringFlag{
+			Name:    "database-url",
+			Usage:   "the site's PostgreSQL `URL`, to read the state from instead of the data dir",
+			EnvVars: []string{EnvDatabaseURL},
+		},
+		&cli.StringFlag{
 			Name:    "status-url",
 			Usage:   "a running gate's `URL` of GET /api/v4/application/settings, to read the state from instead",
 			EnvVars: []string{envHookStatusURL},
@@ -141,6 +146,9 @@ func hookCommand() *cli.Command {
 				}
 				if d, ok := src.(hooks.DataDirSource); ok {
 					opts.TxnDir = filepath.Join(d.Dir, gitgate.TxnDirName)
+				} else if _, ok := src.(dbHookSource); ok && c.String("data-dir") != "" {
+					// The local gate's fence still waits for this update.
+					opts.TxnDir = filepath.Join(c.String("data-dir"), gitgate.TxnDirName)
 				}
 				if wd, err := os.Getwd(); err == nil {
 					opts.Info = wd
@@ -163,6 +171,9 @@ func hookStateSource(c *cli.Context) hooks.StateLoader {
 			TokenFile: c.String("token-file"),
 			Timeout:   c.Duration("timeout"),
 		}
+	}
+	if u := databaseURL(c); u != "" {
+		return dbHookSource{url: u, timeout: c.Duration("timeout")}
 	}
 	for _, ctx := range c.Lineage() {
 		if ctx.IsSet("data-dir") {

@@ -118,6 +118,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			accessCommand(),
 			sshCommand(),
 			geoCommand(),
+			dbCommand(),
 		},
 	}
 	setUsageErrorHandler(app.Commands)
@@ -167,6 +168,7 @@ func globalFlags() []cli.Flag {
 			Value:   "text",
 			EnvVars: []string{"GITGATE_LOG_FORMAT"},
 		},
+		databaseURLFlag(),
 	}
 }
 

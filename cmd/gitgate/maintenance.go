@@ -19,6 +19,7 @@ import (
 	"github.com/gitgate/gitgate/geo"
 	"github.com/gitgate/gitgate/gitgate"
 	"github.com/gitgate/gitgate/internal/atomicfile"
+	"github.com/gitgate/gitgate/pgstore"
 )
 
 // remoteFlags select a running gate's API instead of the local data dir.
@@ -125,6 +126,9 @@ type status struct {
 	// Geo is set on a Geo secondary: how fresh its copy of the primary's
 	// state is.
 	Geo *geo.FollowerStatus `json:"geo,omitempty"`
+	// SitePushes, with a shared database, are the pushes running on every
+	// gate of the site.
+	SitePushes *[]pgstore.Remote `json:"site_pushes_in_flight,omitempty"`
 }
 
 func statusFromSettings(s api.Settings) status {
@@ -191,7 +195,12 @@ func changeMaintenance(c *cli.Context, enable bool, message *string) error {
 	if err := refuseOnSecondary(dir); err != nil {
 		return err
 	}
-	store := &gitgate.FencedStore{Store: localStore(c, dir), TxnDir: filepath.Join(dir, gitgate.TxnDirName), Timeout: c.Duration("fence-timeout")}
+	site, err := openSite(c, dir)
+	if err != nil {
+		return err
+	}
+	defer site.Close()
+	store := &gitgate.FencedStore{Store: site.stateStore(c), TxnDir: filepath.Join(dir, gitgate.TxnDirName), Timeout: c.Duration("fence-timeout")}
 	old, err := store.Load(c.Context)
 	if err != nil {
 		return err
@@ -202,7 +211,7 @@ func changeMaintenance(c *cli.Context, enable bool, message *string) error {
 	if err != nil && !errors.Is(err, gitgate.ErrFenceIncomplete) {
 		return err
 	}
-	if err := audit.Open(dir).Record(audit.Event{
+	if err := site.audit().Record(audit.Event{
 		Action: "maintenance.update", Actor: cliActor(), Transport: "cli",
 		Old: api.AuditState(old), New: api.AuditState(st),
 	}); err != nil {
@@ -255,7 +264,12 @@ func resetMaintenance(c *cli.Context) error {
 	if err := refuseOnSecondary(dir); err != nil {
 		return err
 	}
-	store := localStore(c, dir)
+	site, err := openSite(c, dir)
+	if err != nil {
+		return err
+	}
+	defer site.Close()
+	store := site.stateStore(c)
 	ev := audit.Event{Action: "maintenance.reset", Actor: cliActor(), Transport: "cli"}
 	old, err := store.Load(c.Context)
 	switch {
@@ -276,7 +290,7 @@ func resetMaintenance(c *cli.Context) error {
 		return err
 	}
 	ev.New = api.AuditState(st)
-	if err := audit.Open(dir).Record(ev); err != nil {
+	if err := site.audit().Record(ev); err != nil {
 		fmt.Fprintf(c.App.ErrWriter, "gitgate: warning: %v\n", err)
 	}
 	if err := (status{State: st}).print(c.App.Writer, false); err != nil {
@@ -307,11 +321,22 @@ func currentStatus(c *cli.Context) (status, error) {
 	if err != nil {
 		return status{}, err
 	}
-	st, err := gitgate.NewFileStore(dir).Load(c.Context)
+	site, err := openSite(c, dir)
+	if err != nil {
+		return status{}, err
+	}
+	defer site.Close()
+	st, err := site.stateStore(c).Load(c.Context)
 	if err != nil {
 		return status{}, err
 	}
 	out := status{State: st}
+	if pushes, ok, err := site.pushesInFlight(c.Context); ok {
+		if err != nil {
+			return status{}, err
+		}
+		out.SitePushes = &pushes
+	}
 	if fs, ok, err := geo.ReadFollowerStatus(dir, time.Now()); err == nil && ok {
 		out.Geo = &fs
 	}
@@ -325,6 +350,9 @@ func currentStatus(c *cli.Context) (status, error) {
 
 // waitForDrain polls the gate until no write is in flight.
 func waitForDrain(c *cli.Context) error {
+	if c.String("url") == "" && databaseURL(c) != "" {
+		return waitForSiteDrain(c)
+	}
 	cl, err := gateClient(c)
 	if err != nil || cl == nil {
 		return err // no gate running here: nothing can be in flight through it
@@ -414,6 +442,12 @@ func (st status) print(w io.Writer, asJSON bool) error {
 	fmt.Fprintf(w, "version:          %d\n", st.Version)
 	if st.InFlight != nil {
 		fmt.Fprintf(w, "in flight:        %d push(es), %d clone(s)/fetch(es)\n", st.InFlight.Writes, st.InFlight.Reads)
+	}
+	if st.SitePushes != nil {
+		fmt.Fprintf(w, "site in flight:   %d push(es) on the site's gates\n", len(*st.SitePushes))
+		for _, p := range *st.SitePushes {
+			fmt.Fprintf(w, "  %s\n", describeRemote(p))
+		}
 	}
 	return st.printGeo(w)
 }

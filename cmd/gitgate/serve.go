@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -107,7 +108,7 @@ func serveCommand() *cli.Command {
 				Usage:   "do not install the hooks (pre-receive, reference-transaction) into the repositories at start",
 				EnvVars: []string{"GITGATE_NO_HOOKS"},
 			},
-		}, append(append(geoFlags(), append(limitFlags(), lfsFlags()...)...), packCacheFlags()...)...),
+		}, slices.Concat(geoFlags(), limitFlags(), lfsFlags(), packCacheFlags(), databaseFlags())...),
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(c)
 			if err != nil {
@@ -143,10 +144,15 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			database, err := databaseOptionsFrom(c)
+			if err != nil {
+				return err
+			}
 			s := &serveCmd{
 				limits:            limits,
 				lfs:               lfsOpts,
 				packCache:         packCache,
+				database:          database,
 				trustedProxies:    trusted,
 				sshProxyProtocol:  c.Bool("ssh-proxy-protocol"),
 				signinMaxFailures: c.Int("signin-max-failures"),
@@ -192,6 +198,7 @@ type serveCmd struct {
 	limits            limitOptions
 	lfs               lfsOptions
 	packCache         packCacheOptions
+	database          databaseOptions
 	log               *slog.Logger
 	stdout            io.Writer
 }
@@ -212,6 +219,10 @@ type gate struct {
 	geo      *geoSite    // nil without Geo
 	lfs      *lfs.Server // nil when the data dir cannot hold LFS objects
 	httpURL  string      // the HTTP listener's URL, once listening
+	// shared is the site's database, nil with the data dir's files.
+	shared *sharedSite
+	// background runs beside the servers until they stop.
+	background []func(context.Context) error
 }
 
 // Execute runs the gate until ctx is done, then shuts down gracefully.
@@ -279,6 +290,7 @@ func (s *serveCmd) Execute(ctx context.Context) error {
 	default:
 		servers = append(servers, run)
 	}
+	servers = append(servers, g.background...)
 	// Stale push quarantines: swept now and every hour.
 	cleaner := &gitgate.QuarantineCleaner{Resolver: g.resolver, Log: s.log}
 	servers = append(servers, cleaner.Run)
@@ -296,7 +308,7 @@ func (s *serveCmd) build(ctx context.Context) (*gate, error) {
 			return nil, fmt.Errorf("create %s: %w", d, err)
 		}
 	}
-	g := &gate{audit: audit.Open(s.dataDir)}
+	g := &gate{}
 	var err error
 	if g.resolver, err = gitgate.NewResolver(s.repos); err != nil {
 		return nil, err
@@ -305,25 +317,19 @@ func (s *serveCmd) build(ctx context.Context) (*gate, error) {
 		return nil, err
 	}
 	g.runner.PushFinishTimeout = s.pushFinish
-	g.store = gitgate.NewFileStore(s.dataDir)
-	// Record the state's version for a data dir written by an older gate,
-	// so that a state file removed from now on is seen as missing.
-	if err := g.store.Init(ctx); err != nil {
-		s.log.Error("cannot record the maintenance state version; a removed state file may go unnoticed", "err", err)
-	}
-	g.live = gitgate.NewLiveState(g.store, s.log)
-	// The gate refuses pushes itself as soon as the state is written, not
-	// after the wait for ref updates in flight.
-	g.fenced = &gitgate.FencedStore{Store: g.store, TxnDir: filepath.Join(s.dataDir, gitgate.TxnDirName),
-		Timeout: s.fenceTimeout, Written: g.live.Reload}
-	g.live.Run(ctx, 0)
-	g.users = access.NewLive(s.dataDir, s.log)
-	if err := g.users.Start(ctx); err != nil {
-		return nil, fmt.Errorf("access file: %w", err)
+	if s.database.url != "" {
+		if err := s.buildShared(ctx, g); err != nil {
+			return nil, err
+		}
+	} else if err := s.buildFiles(ctx, g); err != nil {
+		return nil, err
 	}
 	g.policy = &gitgate.Policy{State: g.live, Access: g.users}
 	g.metrics = metrics.New(g.live)
 	g.tracker = gitgate.NewTracker(g.metrics)
+	if err := s.shareTracker(g); err != nil {
+		return nil, err
+	}
 	g.limiter = gitgate.NewLimiter(s.limits.git)
 	if g.geo, err = s.setupGeo(g); err != nil {
 		return nil, fmt.Errorf("geo: %w", err)
@@ -339,6 +345,28 @@ func (s *serveCmd) build(ctx context.Context) (*gate, error) {
 	}
 	s.warnUnserved(ctx, g.resolver)
 	return g, nil
+}
+
+// buildFiles keeps the state and the access data in the data dir's files.
+func (s *serveCmd) buildFiles(ctx context.Context, g *gate) error {
+	g.audit = audit.Open(s.dataDir)
+	g.store = gitgate.NewFileStore(s.dataDir)
+	// Record the state's version for a data dir written by an older gate,
+	// so that a state file removed from now on is seen as missing.
+	if err := g.store.Init(ctx); err != nil {
+		s.log.Error("cannot record the maintenance state version; a removed state file may go unnoticed", "err", err)
+	}
+	g.live = gitgate.NewLiveState(g.store, s.log)
+	// The gate refuses pushes itself as soon as the state is written, not
+	// after the wait for ref updates in flight.
+	g.fenced = &gitgate.FencedStore{Store: g.store, TxnDir: filepath.Join(s.dataDir, gitgate.TxnDirName),
+		Timeout: s.fenceTimeout, Written: g.live.Reload}
+	g.live.Run(ctx, 0)
+	g.users = access.NewLive(s.dataDir, s.log)
+	if err := g.users.Start(ctx); err != nil {
+		return fmt.Errorf("access file: %w", err)
+	}
+	return nil
 }
 
 // warnUnserved logs the bare repositories under the root that no name
