@@ -1,15 +1,12 @@
 package sitetest
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/gitgate/gitgate/gitgate"
@@ -42,8 +39,8 @@ func infoRefs(t *testing.T, g *gate, service, user, secret string) (int, string)
 // user alice (admin, token, SSH key) allowed to push to proj.
 type site struct {
 	db, repos, work, token, key string
-	env                          []string
-	gates                        []*gate
+	env                         []string
+	gates                       []*gate
 }
 
 func newSite(t *testing.T, extra ...string) *site {
@@ -187,7 +184,3 @@ func fingerprint(t *testing.T, key string) string {
 	f := strings.Fields(string(out))
 	return strings.TrimPrefix(f[1], "SHA256:")
 }
-
-var _ = os.Getpid
-var _ = syscall.SIGKILL
-var _ = bytes.MinRead

@@ -342,6 +342,13 @@ func waitForSiteDrain(c *cli.Context) error {
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
+			if pushes, _, err := site.pushesInFlight(context.WithoutCancel(c.Context)); err == nil {
+				if len(pushes) == 0 {
+					fmt.Fprintln(c.App.Writer, "no push in flight on any gate of the site: safe to start the maintenance work")
+					return nil
+				}
+				last = pushes
+			}
 			lines := make([]string, 0, len(last))
 			for _, p := range last {
 				lines = append(lines, "  "+describeRemote(p))
