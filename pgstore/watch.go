@@ -69,11 +69,11 @@ func (w *Watcher) Run(ctx context.Context) {
 			w.DB.log.Info("shared state database reachable again; re-reading everything", "database", w.DB.redacted)
 		}
 		down, backoff = false, 25*time.Millisecond
+		w.OnState()
+		w.OnAccess()
 		if w.Connected != nil {
 			w.Connected(true)
 		}
-		w.OnState()
-		w.OnAccess()
 		err = w.wait(ctx, conn, refresh)
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 		conn.Close(closeCtx)
