@@ -189,3 +189,29 @@ func (v *StateView) Age() time.Duration {
 
 // String names the database (redacted), for logs.
 func (v *StateView) String() string { return v.DB.redacted }
+
+// LoadOnce reads the state over one short-lived connection, without a
+// pool: the pre-receive hook's path, which runs once per push and must stay
+// within a few milliseconds of reading a file. Errors never contain the
+// password.
+func LoadOnce(ctx context.Context, connString string) (gitgate.State, error) {
+	cfg, err := pgx.ParseConfig(connString)
+	if err != nil {
+		return gitgate.State{}, scrub(fmt.Errorf("database URL %s: %w", Redact(connString), err), "")
+	}
+	ctx, cancel := timeout(ctx)
+	defer cancel()
+	if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > QueryTimeout {
+		cfg.ConnectTimeout = QueryTimeout
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return gitgate.State{}, scrub(fmt.Errorf("database %s: %w", Redact(connString), err), cfg.Password)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	st, err := loadState(ctx, conn)
+	if err != nil {
+		return gitgate.State{}, scrub(fmt.Errorf("read maintenance state from %s: %w", Redact(connString), err), cfg.Password)
+	}
+	return st, nil
+}

@@ -288,12 +288,7 @@ type dbHookSource struct {
 func (s dbHookSource) Load(ctx context.Context) (gitgate.State, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	db, err := pgstore.Open(ctx, s.url, nil, pgstore.Options{MaxConns: 1, SkipSchemaCheck: true})
-	if err != nil {
-		return gitgate.State{}, &hooks.StateError{Reason: ReasonDatabase, Err: err}
-	}
-	defer db.Close()
-	st, err := db.Load(ctx)
+	st, err := pgstore.LoadOnce(ctx, s.url)
 	if err != nil {
 		return gitgate.State{}, &hooks.StateError{Reason: ReasonDatabase, Err: err}
 	}
