@@ -49,9 +49,12 @@ bench:
 	$(GO) test -run '^$$' -bench '^BenchmarkClone$$' -benchtime 10x -count $(BENCHCOUNT) -timeout 60m ./bench/ | tee bench/out/clone.txt
 	$(GO) test -run '^$$' -bench '^BenchmarkConcurrentClones$$' -benchtime 1x -count $(CONCCOUNT) -timeout 60m ./bench/ | tee bench/out/concurrent.txt
 	$(GO) test -run '^$$' -bench . -benchtime 3x -count $(BENCHCOUNT) -timeout 20m ./hooks/ ./geo/ | tee bench/out/hooks-geo.txt
+	$(GO) test -run '^$$' -bench SiteToggle -benchtime 200x -count 1 -timeout 20m ./bench/site/ | tee bench/out/site.txt
+	$(GO) test -run '^$$' -bench Hook -benchtime 50x -count $(BENCHCOUNT) -timeout 20m ./bench/site/ | tee -a bench/out/site.txt
 	$(GO) tool benchstat bench/out/clone.txt
 	$(GO) tool benchstat bench/out/concurrent.txt
 	$(GO) tool benchstat bench/out/hooks-geo.txt
+	$(GO) tool benchstat bench/out/site.txt
 
 ## bench-lfs: move one 1 GiB Git LFS object up and down through a gate; fails if the gate's peak RSS passes 64 MiB
 bench-lfs:

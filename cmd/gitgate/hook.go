@@ -91,8 +91,9 @@ func hookCommand() *cli.Command {
 			Usage: "refuse the push while in read-only maintenance mode",
 			Description: "Reads the maintenance state and, in maintenance mode, prints GitLab's refusal\n" +
 				"on stderr and exits 1, so git declines every ref update. The state comes from\n" +
-				"--status-url when set, else from the data dir (--data-dir, or GITGATE_DATA_DIR,\n" +
-				"which the gate sets for the git processes it starts). When it cannot be read\n" +
+				"--status-url when set, else from the site's database (--database-url, or\n" +
+				"GITGATE_DATABASE_URL), else from the data dir (--data-dir, or GITGATE_DATA_DIR);\n" +
+				"the gate sets both variables for the git processes it starts. When it cannot be read\n" +
 				"(in time), the push is refused with the reason, unless --fail-open; so it is\n" +
 				"on SIGINT or SIGTERM, and when the git process that runs it dies. After a successful\n" +
 				"check it runs the --chained hook, if that exists, with the same stdin, and\n" +
