@@ -204,6 +204,9 @@ func LoadOnce(ctx context.Context, connString string) (gitgate.State, error) {
 	if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > QueryTimeout {
 		cfg.ConnectTimeout = QueryTimeout
 	}
+	// One query on a fresh connection: the simple protocol saves the
+	// round trip that preparing it would cost.
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return gitgate.State{}, scrub(fmt.Errorf("database %s: %w", Redact(connString), err), cfg.Password)

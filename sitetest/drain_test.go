@@ -135,4 +135,16 @@ func TestSiteDrain(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "no push in flight on any gate of the site") {
 		t.Fatalf("enable --wait after gate D died: exit %d\n%s%s", code, stdout, stderr)
 	}
+
+	// The pre-receive hook of a push through a gate asks that gate, which
+	// holds the state in memory, before the database: with the database
+	// URL made useless, it still sees maintenance through gate A.
+	bounded(t, "gate A in maintenance", func() bool {
+		code, _ := infoRefs(t, s.gates[0], "git-receive-pack", "alice", s.token)
+		return code == http.StatusForbidden
+	})
+	out, code = runHook(t, "GITGATE_DATA_DIR="+s.gates[0].dataDir, "GITGATE_DATABASE_URL=postgres://nobody@127.0.0.1:1/none")
+	if code != 1 || !strings.Contains(out, gitgate.MaintenanceMessage) {
+		t.Fatalf("hook through gate A's socket: exit %d\n%s", code, out)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gitgate/gitgate/access"
+	"github.com/gitgate/gitgate/api"
 	"github.com/gitgate/gitgate/audit"
 	"github.com/gitgate/gitgate/gitgate"
 	"github.com/gitgate/gitgate/hooks"
@@ -282,12 +283,33 @@ const ReasonDatabase = "the maintenance state database cannot be read"
 type dbHookSource struct {
 	url     string
 	timeout time.Duration
+	// gateSocket, when set, is the admin socket of the gate that started
+	// the push: it is asked first (the gate holds the database's state in
+	// memory, current through LISTEN/NOTIFY, and says when it is stale),
+	// which saves the hook a database connection.
+	gateSocket string
 }
 
-// Load reads the state from the database.
+// Load reads the state from the local gate, or from the database.
 func (s dbHookSource) Load(ctx context.Context) (gitgate.State, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
+	if s.gateSocket != "" {
+		if _, err := os.Stat(s.gateSocket); err == nil {
+			set, err := api.NewSocketClient(s.gateSocket).Settings(ctx)
+			switch {
+			case err == nil && set.MaintenanceStateError != nil:
+				return gitgate.State{}, &hooks.StateError{Reason: ReasonDatabase, Err: errors.New(*set.MaintenanceStateError)}
+			case err == nil:
+				st := gitgate.State{Enabled: set.MaintenanceMode, Version: set.MaintenanceModeVersion}
+				if set.MaintenanceModeMessage != nil {
+					st.Message = *set.MaintenanceModeMessage
+				}
+				return st, nil
+			}
+			// No gate answers there: read the database.
+		}
+	}
 	st, err := pgstore.LoadOnce(ctx, s.url)
 	if err != nil {
 		return gitgate.State{}, &hooks.StateError{Reason: ReasonDatabase, Err: err}

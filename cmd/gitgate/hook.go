@@ -107,8 +107,16 @@ func hookCommand() *cli.Command {
 				// when git dies, SIGTERM ends the check like any signal
 				// (the push is refused, exit status 1).
 				dieWithParent()
+				src := hookStateSource(c)
+				if d, ok := src.(dbHookSource); ok && c.String("data-dir") != "" {
+					// The early check may ask the local gate, which holds
+					// the database's state in memory; the ref transaction
+					// hook reads the database itself.
+					d.gateSocket = filepath.Join(c.String("data-dir"), SocketName)
+					src = d
+				}
 				opts := hooks.Options{
-					Source:   hookStateSource(c),
+					Source:   src,
 					FailOpen: c.Bool("fail-open"),
 					Chained:  c.String("chained"),
 				}
