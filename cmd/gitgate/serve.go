@@ -46,7 +46,9 @@ func serveCommand() *cli.Command {
 			"is in goes on for at most --push-finish-timeout. SIGINT or SIGTERM stop\n" +
 			"accepting work and give running operations --shutdown-grace to finish.\n" +
 			"Fetches get their packs through the gate's pack-objects cache (--pack-objects-*):\n" +
-			"identical fetches share one generated pack, generations are limited per repository.",
+			"identical fetches share one generated pack, generations are limited per repository.\n" +
+			"With --database-url, the state, users, keys, tokens, rules, audit log and pushes\n" +
+			"in flight are the site's, in PostgreSQL, shared with every gate of the site.",
 		Flags: append([]cli.Flag{
 			reposFlag(),
 			&cli.StringFlag{
