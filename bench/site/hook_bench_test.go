@@ -13,9 +13,7 @@ import (
 // state from the data dir's file and from the database, to compare the
 // run time a push pays for the shared state.
 func BenchmarkHook(b *testing.B) {
-	if cluster == nil {
-		b.Skip("!!! SKIPPED: PostgreSQL is not installed (initdb/pg_ctl not found) !!!")
-	}
+	cluster := startCluster(b)
 	dir := b.TempDir()
 	_, file, _, _ := runtime.Caller(0)
 	bin := filepath.Join(dir, "gitgate")

@@ -3,6 +3,7 @@ package site
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,12 +22,21 @@ import (
 	"github.com/gitgate/gitgate/internal/pgtest"
 )
 
-var (
-	httpLine = regexp.MustCompile(`http: listening on (http://\S+)`)
-	cluster  *pgtest.Cluster
-)
+var httpLine = regexp.MustCompile(`http: listening on (http://\S+)`)
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &cluster)) }
+// startCluster starts a throwaway PostgreSQL cluster for one benchmark (not
+// in TestMain, so that "make test" pays nothing for this package).
+func startCluster(b *testing.B) *pgtest.Cluster {
+	c, err := pgtest.Start(context.Background())
+	if errors.Is(err, pgtest.ErrNotInstalled) {
+		b.Skip("!!! SKIPPED: PostgreSQL is not installed (initdb/pg_ctl not found) !!!")
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Stop)
+	return c
+}
 
 // BenchmarkSiteToggle enables maintenance through gate A's API and measures,
 // for gates B and C each, the time from the API's answer until their
@@ -34,9 +44,7 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &cluster)) }
 // for a ref advertisement, which adds up to one such request's time); then disables it and waits for both to take pushes again. One
 // operation is one toggle; p50 and p99 are over every (toggle, gate) pair.
 func BenchmarkSiteToggle(b *testing.B) {
-	if cluster == nil {
-		b.Skip("!!! SKIPPED: PostgreSQL is not installed (initdb/pg_ctl not found) !!!")
-	}
+	cluster := startCluster(b)
 	ctx := context.Background()
 	dir := b.TempDir()
 	_, file, _, _ := runtime.Caller(0)
