@@ -51,7 +51,9 @@ func loadState(ctx context.Context, q queryer) (gitgate.State, error) {
 }
 
 // update runs fn on the state read under a row lock and writes its result.
-func (db *DB) update(ctx context.Context, fn func(cur gitgate.State, curErr error) (gitgate.State, bool, error)) (gitgate.State, error) {
+// stored is the version column as it is, even when the row does not
+// validate (0 without a row).
+func (db *DB) update(ctx context.Context, fn func(cur gitgate.State, curErr error, stored uint64) (gitgate.State, bool, error)) (gitgate.State, error) {
 	ctx, cancel := timeout(ctx)
 	defer cancel()
 	var next gitgate.State
@@ -61,9 +63,13 @@ func (db *DB) update(ctx context.Context, fn func(cur gitgate.State, curErr erro
 			return err
 		}
 		cur, curErr := loadState(ctx, tx)
+		var stored int64
+		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM maintenance_state`).Scan(&stored); err != nil {
+			return err
+		}
 		var write bool
 		var err error
-		if next, write, err = fn(cur, curErr); err != nil || !write {
+		if next, write, err = fn(cur, curErr, uint64(stored)); err != nil || !write {
 			return err
 		}
 		var since *time.Time
@@ -87,7 +93,7 @@ func (db *DB) update(ctx context.Context, fn func(cur gitgate.State, curErr erro
 
 // Apply changes the state atomically and returns the new state.
 func (db *DB) Apply(ctx context.Context, c gitgate.Change) (gitgate.State, error) {
-	return db.update(ctx, func(cur gitgate.State, err error) (gitgate.State, bool, error) {
+	return db.update(ctx, func(cur gitgate.State, err error, _ uint64) (gitgate.State, bool, error) {
 		if err != nil {
 			return cur, false, err
 		}
@@ -99,14 +105,8 @@ func (db *DB) Apply(ctx context.Context, c gitgate.Change) (gitgate.State, error
 // Reset replaces the state, even one that does not read, with a fresh one
 // changed by c, one version above the stored one.
 func (db *DB) Reset(ctx context.Context, c gitgate.Change) (gitgate.State, error) {
-	ctx, cancel := timeout(ctx)
-	defer cancel()
-	var base int64
-	if err := db.pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM maintenance_state`).Scan(&base); err != nil {
-		return gitgate.State{}, db.scrub(err)
-	}
-	return db.update(ctx, func(gitgate.State, error) (gitgate.State, bool, error) {
-		next, err := (gitgate.State{Version: uint64(base)}).Apply(c, db.now())
+	return db.update(ctx, func(_ gitgate.State, _ error, stored uint64) (gitgate.State, bool, error) {
+		next, err := (gitgate.State{Version: stored}).Apply(c, db.now())
 		return next, err == nil, err
 	})
 }
@@ -118,7 +118,7 @@ func (db *DB) Mirror(ctx context.Context, st gitgate.State, force bool) (bool, e
 		return false, fmt.Errorf("mirrored state: %w", err)
 	}
 	wrote := false
-	_, err := db.update(ctx, func(cur gitgate.State, err error) (gitgate.State, bool, error) {
+	_, err := db.update(ctx, func(cur gitgate.State, err error, _ uint64) (gitgate.State, bool, error) {
 		if err == nil && cur.Version >= st.Version && !force {
 			return cur, false, nil
 		}
