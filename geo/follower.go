@@ -66,6 +66,9 @@ type FollowerStatus struct {
 	Stale time.Duration
 	// LastError says why the last poll failed, for admins.
 	LastError string
+	// Replication is this site's replication of the primary's
+	// repositories and access data; nil when it does not replicate.
+	Replication *ReplicationStatus
 }
 
 // followerJSON is the JSON form of FollowerStatus.
@@ -79,6 +82,8 @@ type followerJSON struct {
 	Version      uint64    `json:"version"`
 	StaleSeconds float64   `json:"stale_seconds"`
 	LastError    string    `json:"last_error,omitempty"`
+	// Replication is the replication status.
+	Replication *ReplicationStatus `json:"replication,omitempty"`
 	// Written is set in the status file only.
 	Written time.Time `json:"written,omitzero"`
 }
@@ -91,6 +96,7 @@ func (s FollowerStatus) toJSON() followerJSON {
 	return followerJSON{
 		Role: "secondary", Node: s.Node, Primary: s.Primary, Running: s.Running, Connected: s.Connected,
 		LastContact: s.LastContact, Version: s.Version, StaleSeconds: s.Stale.Seconds(), LastError: s.LastError,
+		Replication: s.Replication,
 	}
 }
 
@@ -108,6 +114,9 @@ type Follower struct {
 	client  *http.Client
 	dataDir string
 	now     func() time.Time
+
+	// replica is the site's replication, when it runs (NewReplicator).
+	replica *Replicator
 
 	mu sync.Mutex
 	st followerState
@@ -430,6 +439,10 @@ func (f *Follower) Status() FollowerStatus {
 		Node: f.node, Primary: f.primary.String(), Running: st.running, Connected: st.connected,
 		LastContact: st.lastContact, Version: st.version, LastError: st.lastError,
 	}
+	if f.replica != nil {
+		rs := f.replica.Status()
+		s.Replication = &rs
+	}
 	if !s.Connected {
 		from := st.lastContact
 		if from.IsZero() {
@@ -489,7 +502,7 @@ func ReadFollowerStatus(dataDir string, now time.Time) (s FollowerStatus, ok boo
 	fresh := now.Sub(v.Written) < 3*statusFileInterval
 	s = FollowerStatus{
 		Node: v.Node, Primary: v.Primary, Running: v.Running && fresh, Connected: v.Connected && fresh,
-		LastContact: v.LastContact, Version: v.Version, LastError: v.LastError,
+		LastContact: v.LastContact, Version: v.Version, LastError: v.LastError, Replication: v.Replication,
 	}
 	if !s.Connected {
 		from := v.LastContact

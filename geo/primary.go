@@ -72,6 +72,9 @@ type NodeStatus struct {
 	PrimaryVersion uint64 `json:"primary_version"`
 	// Lag is how many versions the secondary is behind.
 	Lag uint64 `json:"lag"`
+	// Replication is what the secondary last reported of its replication
+	// (nil before its first report).
+	Replication *ReplicationStatus `json:"replication,omitempty"`
 }
 
 // Primary serves the primary site's side of Geo: the status long-poll that
@@ -93,6 +96,7 @@ type nodeRecord struct {
 	lastContact time.Time
 	seen        uint64
 	openPolls   int
+	report      *ReplicationStatus
 }
 
 // NewPrimary returns the primary side for the state in live, accepting the
@@ -281,6 +285,13 @@ func (p *Primary) Nodes() []NodeStatus {
 			if cur > n.seen {
 				s.Lag = cur - n.seen
 			}
+			if n.report != nil {
+				rep := *n.report
+				if !rep.OldestUnsynced.IsZero() { // the age as of now
+					rep.LagSeconds = max(now.Sub(rep.OldestUnsynced).Seconds(), 0)
+				}
+				s.Replication = &rep
+			}
 		} else {
 			s.Lag = cur
 		}
@@ -380,4 +391,43 @@ func readStatusFile(path string, v any) (bool, error) {
 		return false, fmt.Errorf("geo status file %s: %w", path, err)
 	}
 	return true, nil
+}
+
+// maxReportBody bounds a secondary's replication report.
+const maxReportBody = 64 << 10
+
+// ReportHandler serves POST ReportPath: a secondary's [ReplicationStatus],
+// shown in Nodes.
+func (p *Primary) ReportHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", "POST")
+			writeJSONMessage(w, http.StatusMethodNotAllowed, "405 Method Not Allowed")
+			return
+		}
+		c, err := p.verifier.VerifyRequest(r, ScopeStatus, "")
+		if err != nil {
+			WriteUnauthorized(w, err)
+			return
+		}
+		body, err := readAllLimit(r.Body, maxReportBody)
+		var rep ReplicationStatus
+		if err == nil {
+			err = json.Unmarshal(body, &rep)
+		}
+		if err != nil || rep.Synced < 0 || rep.Pending < 0 || rep.Failed < 0 {
+			writeJSONMessage(w, http.StatusBadRequest, "400 Bad request - invalid report")
+			return
+		}
+		if len(rep.Errors) > 20 {
+			rep.Errors = rep.Errors[:20]
+		}
+		rep.Reported = p.now().UTC()
+		p.mu.Lock()
+		n := p.record(c.Node)
+		n.lastContact = p.now()
+		n.report = &rep
+		p.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	})
 }

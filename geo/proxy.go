@@ -152,6 +152,20 @@ func receivePackRepo(r *http.Request) (repo, endpoint string, ok bool) {
 	return "", "", false
 }
 
+// uploadPackRepo returns the repository (as written in the path) of a smart
+// HTTP fetch request: GET info/refs?service=git-upload-pack or POST
+// git-upload-pack.
+func uploadPackRepo(r *http.Request) (string, bool) {
+	path := strings.TrimPrefix(r.URL.Path, "/")
+	if repo, found := strings.CutSuffix(path, "/info/refs"); found {
+		return repo, r.Method == http.MethodGet && r.URL.Query().Get("service") == string(gitgate.UploadPack)
+	}
+	if repo, found := strings.CutSuffix(path, "/"+string(gitgate.UploadPack)); found {
+		return repo, r.Method == http.MethodPost
+	}
+	return "", false
+}
+
 func pushClaims(user *gitgate.User, repo string) Claims {
 	c := Claims{Scope: ScopePush, Repo: repo}
 	if user != nil {
@@ -390,11 +404,14 @@ type Authenticator interface {
 	Authenticate(r *http.Request) (*gitgate.User, error)
 }
 
-// Authenticator returns the primary's authenticator for proxied pushes: a
+// Authenticator returns the primary's authenticator for site tokens: a
 // request with "Authorization: GL-Geo ..." is authenticated as the user
 // named in its token, if the token is valid, push-scoped, and the request
 // is a git-receive-pack request (info/refs or POST) for the token's
-// repository; any other request with such a header is refused. Requests
+// repository; a git-upload-pack request needs a replicate-scoped token
+// for its repository and is authenticated as the site, which the policy
+// lets read that one repository (gitgate.User.SiteRepo). Any other
+// request with such a header is refused. Requests
 // without it go to next. The primary then applies its own access rules and
 // maintenance state to that user.
 func (v *Verifier) Authenticator(next Authenticator) Authenticator {
@@ -411,9 +428,16 @@ func (a *pushAuthenticator) Authenticate(r *http.Request) (*gitgate.User, error)
 	if !hasScheme(h) {
 		return a.next.Authenticate(r)
 	}
+	if repo, ok := uploadPackRepo(r); ok {
+		c, err := a.v.Verify(h, ScopeReplicate, repo)
+		if err != nil {
+			return nil, fmt.Errorf("GL-Geo replicate token: %w", err)
+		}
+		return &gitgate.User{Name: "geo-site:" + c.Node, SiteRepo: c.Repo}, nil
+	}
 	repo, _, ok := receivePackRepo(r)
 	if !ok {
-		return nil, fmt.Errorf("%w: a GL-Geo token is only accepted for git-receive-pack", ErrWrongScope)
+		return nil, fmt.Errorf("%w: a GL-Geo token is only accepted for git-receive-pack and git-upload-pack", ErrWrongScope)
 	}
 	c, err := a.v.Verify(h, ScopePush, repo)
 	if err != nil {

@@ -33,6 +33,10 @@ const (
 	ScopePush Scope = "push"
 	// ScopeReplication is for replication traffic between sites.
 	ScopeReplication Scope = "replication"
+	// ScopeReplicate lets a secondary fetch one repository from the
+	// primary (git's smart HTTP upload-pack) for replication, whatever the
+	// primary's access rules say about it.
+	ScopeReplicate Scope = "replicate"
 )
 
 // Token lifetimes.
@@ -70,7 +74,8 @@ type Claims struct {
 	Node string `json:"node"`
 	// Scope is what the token allows.
 	Scope Scope `json:"scope"`
-	// Repo is the canonical repository name ("group/name"), for ScopePush.
+	// Repo is the canonical repository name ("group/name"), for ScopePush
+	// and ScopeReplicate.
 	Repo string `json:"repo,omitempty"`
 	// User is the name of the user the secondary authenticated, for
 	// ScopePush; empty for an anonymous push.
@@ -180,7 +185,7 @@ func (v *Verifier) Verify(header string, scope Scope, repo string) (*Claims, err
 		return nil, fmt.Errorf("%w: lifetime longer than %s", ErrMalformed, MaxTokenTTL)
 	case c.Scope != scope:
 		return nil, fmt.Errorf("%w: scope %q, need %q", ErrWrongScope, c.Scope, scope)
-	case scope == ScopePush && !sameRepo(c.Repo, repo):
+	case (scope == ScopePush || scope == ScopeReplicate) && !sameRepo(c.Repo, repo):
 		return nil, fmt.Errorf("%w: token for %q, request for %q", ErrWrongRepo, c.Repo, repo)
 	}
 	return &c, nil

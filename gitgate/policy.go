@@ -137,10 +137,7 @@ type Policy struct {
 // banner; last, a user who may read but not write is refused.
 func (p *Policy) Decide(op Operation) Decision {
 	snap := p.State.Current()
-	perm := p.Access.Permission(op.User, op.Repo)
-	if op.User != nil {
-		perm = min(perm, op.User.Scopes.RepositoryPermission()) // a scoped token's ceiling
-	}
+	perm := p.permission(op)
 	d := Decision{State: snap}
 	switch {
 	case perm < PermissionRead:
@@ -156,6 +153,22 @@ func (p *Policy) Decide(op Operation) Decision {
 		d.Err = ErrPushForbidden
 	}
 	return d
+}
+
+// permission is what op's user may do on op's repository: a Geo site's
+// replication identity reads its one repository and nothing else; anyone
+// else gets what the access rules give, under a scoped token's ceiling.
+func (p *Policy) permission(op Operation) Permission {
+	switch {
+	case op.User == nil:
+		return p.Access.Permission(nil, op.Repo)
+	case op.User.SiteRepo != "":
+		if op.User.SiteRepo == op.Repo {
+			return PermissionRead
+		}
+		return PermissionNone
+	}
+	return min(p.Access.Permission(op.User, op.Repo), op.User.Scopes.RepositoryPermission())
 }
 
 // Missing is the decision for a repository that does not exist. It is the

@@ -60,6 +60,10 @@ type User struct {
 	// token. Zero means no limit: SSH keys, and tokens that have no scopes
 	// (those created before scopes existed, or without --scope).
 	Scopes Scopes
+	// SiteRepo, when set, marks a Geo site fetching for replication (a
+	// "replicate" site token): it may read exactly this repository
+	// (canonical name), whatever the access rules say, and nothing else.
+	SiteRepo string
 }
 
 // Scopes is a set of access token scopes, named as GitLab's personal access

@@ -119,14 +119,20 @@ func (s Script) RenderHook(name string) ([]byte, error) {
 // hook would) without starting gitgate, which saves one start of the
 // binary per push. With a status URL there is no record to remove.
 func (s Script) releaseInShell() string {
-	release := ""
+	release, journal := "", ""
 	if s.StatusURL == "" {
 		release = "\t\tfor m in " + shQuote(filepath.Join(s.DataDir, gitgate.TxnDirName)) +
 			"/\"$PPID\"-*; do rm -f -- \"$m\"; break; done\n"
+		// Geo: note the changed repository for the primary's secondaries
+		// (not for the gate's own replication fetches).
+		journal = "\tif [ \"$1\" = committed ] && [ \"$" + gitgate.EnvReplication + "\" != 1 ]; then\n" +
+			"\t\t{ printf '%s\\n' \"$PWD\" >>" + shQuote(filepath.Join(s.DataDir, gitgate.ChangeJournalName)) + "; } 2>/dev/null\n" +
+			"\tfi\n"
 	}
 	return "# After the update (committed, aborted): drop its record, quickly.\n" +
 		"case \"$1\" in\n" +
 		"committed|aborted)\n" +
+		journal +
 		"\tif [ ! -e \"$0" + ChainedSuffix + "\" ]; then\n" +
 		release +
 		"\t\texit 0\n" +

@@ -225,6 +225,9 @@ func updateAccess(c *cli.Context, ev *audit.Event, edit func(f *access.File) err
 	if err != nil {
 		return err
 	}
+	if err := refuseAccessOnSecondary(dir); err != nil {
+		return err
+	}
 	s, err := openSite(c, dir)
 	if err != nil {
 		return err

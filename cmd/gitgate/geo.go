@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -17,7 +19,7 @@ func geoCommand() *cli.Command {
 		Usage: "Geo sites: what this site knows of the others",
 		Subcommands: []*cli.Command{{
 			Name:  "status",
-			Usage: "on a primary, list the secondaries with last contact, version seen and lag; on a secondary, how fresh it is",
+			Usage: "on a primary, list the secondaries with last contact, version seen, lag and replication (synced/pending/failed, oldest unsynced change); on a secondary, the same for itself",
 			Description: "Reads the status file the running gate keeps in the data dir (refreshed every\n" +
 				"few seconds).",
 			Action: func(c *cli.Context) error {
@@ -32,7 +34,11 @@ func geoCommand() *cli.Command {
 				if fs, ok, err := geo.ReadFollowerStatus(dir, now); err != nil {
 					return err
 				} else if ok {
-					return status{Geo: &fs}.printGeo(c.App.Writer)
+					if err := (status{Geo: &fs}).printGeo(c.App.Writer); err != nil {
+						return err
+					}
+					printReplication(c.App.Writer, fs.Replication, now)
+					return nil
 				}
 				ps, ok, err := geo.ReadPrimaryStatus(dir, now)
 				if err != nil {
@@ -54,13 +60,62 @@ func printPrimaryStatus(w io.Writer, ps geo.PrimaryStatus, now time.Time) error 
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tCONNECTED\tLAST CONTACT\tVERSION SEEN\tLAG")
+	fmt.Fprintln(tw, "NODE\tCONNECTED\tLAST CONTACT\tVERSION SEEN\tLAG\tSYNCED\tPENDING\tFAILED\tOLDEST UNSYNCED")
 	for _, n := range ps.Nodes {
 		contact := "never"
 		if !n.LastContact.IsZero() {
 			contact = fmt.Sprintf("%s (%s ago)", n.LastContact.Format(time.RFC3339), now.Sub(n.LastContact).Round(time.Second))
 		}
-		fmt.Fprintf(tw, "%s\t%v\t%s\t%d\t%d\n", n.Name, n.Connected, contact, n.VersionSeen, n.Lag)
+		synced, pending, failed, oldest := "-", "-", "-", "-"
+		if r := n.Replication; r != nil {
+			synced, pending, failed = strconv.Itoa(r.Synced), strconv.Itoa(r.Pending), strconv.Itoa(r.Failed)
+			oldest = oldestUnsynced(r, now)
+		}
+		fmt.Fprintf(tw, "%s\t%v\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", n.Name, n.Connected, contact, n.VersionSeen, n.Lag,
+			synced, pending, failed, oldest)
 	}
 	return tw.Flush()
+}
+
+// oldestUnsynced says when the oldest change not yet replicated was made,
+// and how long ago; "none" when caught up.
+func oldestUnsynced(r *geo.ReplicationStatus, now time.Time) string {
+	if r.OldestUnsynced.IsZero() {
+		return "none"
+	}
+	return fmt.Sprintf("%s (%s ago)", r.OldestUnsynced.Format(time.RFC3339), now.Sub(r.OldestUnsynced).Round(time.Millisecond))
+}
+
+// printReplication prints a secondary's replication status.
+func printReplication(w io.Writer, r *geo.ReplicationStatus, now time.Time) {
+	if r == nil {
+		fmt.Fprintln(w, "replication:      not running")
+		return
+	}
+	fmt.Fprintf(w, "repositories:     %d synced, %d pending, %d failed\n", r.Synced, r.Pending, r.Failed)
+	fmt.Fprintf(w, "oldest unsynced:  %s\n", oldestUnsynced(r, now))
+	contact := "never"
+	if !r.LastContact.IsZero() {
+		contact = fmt.Sprintf("%s (%s ago)", r.LastContact.Format(time.RFC3339), now.Sub(r.LastContact).Round(time.Second))
+	}
+	fmt.Fprintf(w, "change log:       last answer %s\n", contact)
+	if r.AccessVersion != "" {
+		fmt.Fprintf(w, "access data:      version %.12s\n", r.AccessVersion)
+	}
+	for _, e := range r.Errors {
+		fmt.Fprintf(w, "failed:           %s: %s\n", e.Repo, e.Error)
+	}
+}
+
+// refuseAccessOnSecondary refuses changes of users, keys, tokens and
+// rules on a Geo secondary site: its access data is the primary's.
+func refuseAccessOnSecondary(dataDir string) error {
+	m, ok, err := geo.ReadSecondaryMarker(dataDir)
+	if err != nil {
+		return fmt.Errorf("this data dir's Geo role cannot be read, so the access data is not changed here: %w", err)
+	}
+	if ok {
+		return errors.New(geo.ChangeAccessOnPrimary(m.PrimaryURL))
+	}
+	return nil
 }

@@ -58,6 +58,9 @@ func repoCommand() *cli.Command {
 							return err
 						}
 					}
+					if dir, err := dataDir(c); err == nil {
+						_ = gitgate.RecordChange(dir, repo.Path) // a Geo primary tells its secondaries at once
+					}
 					fmt.Fprintf(c.App.Writer, "created %s at %s\n", repo.Name, repo.Path)
 					return nil
 				},

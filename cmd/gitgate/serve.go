@@ -441,6 +441,9 @@ func (s *serveCmd) httpServer(g *gate) (*httpgit.Server, error) {
 		cfg.PushProxy = p
 		cfg.ReadyDetails = func() any { return map[string]any{"geo": p.Status()} }
 	}
+	if d := g.geo.readyDetails(); d != nil {
+		cfg.ReadyDetails = d
+	}
 	web, err := httpgit.New(cfg)
 	if err != nil {
 		return nil, err

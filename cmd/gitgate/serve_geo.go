@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/gitgate/gitgate/geo"
+	"github.com/gitgate/gitgate/gitgate"
+	"github.com/gitgate/gitgate/hooks"
 	"github.com/gitgate/gitgate/httpgit"
 )
 
@@ -41,13 +44,45 @@ func geoFlags() []cli.Flag {
 			Usage:   "secondary: file holding the secret shared with the primary (mode 0600, 32 bytes or more)",
 			EnvVars: []string{"GITGATE_GEO_SECRET_FILE"},
 		},
+		&cli.IntFlag{
+			Name:    "geo-parallel",
+			Usage:   "secondary: repositories fetched from the primary at once",
+			Value:   geo.DefaultParallel,
+			EnvVars: []string{"GITGATE_GEO_PARALLEL"},
+		},
+		&cli.DurationFlag{
+			Name:    "geo-reconcile-interval",
+			Usage:   "secondary: how often every repository's refs are compared with the primary's (changes arrive at once; this catches anything missed)",
+			Value:   geo.DefaultReconcileInterval,
+			EnvVars: []string{"GITGATE_GEO_RECONCILE_INTERVAL"},
+		},
+		&cli.DurationFlag{
+			Name:    "geo-delete-delay",
+			Usage:   "secondary: how long a repository must be gone from the primary before its copy moves to <data-dir>/" + geo.TrashDirName,
+			Value:   geo.DefaultDeleteDelay,
+			EnvVars: []string{"GITGATE_GEO_DELETE_DELAY"},
+		},
+		&cli.DurationFlag{
+			Name:    "geo-trash-retention",
+			Usage:   "secondary: how long the trash keeps a removed repository",
+			Value:   geo.DefaultTrashRetention,
+			EnvVars: []string{"GITGATE_GEO_TRASH_RETENTION"},
+		},
+		&cli.DurationFlag{
+			Name:    "geo-scan-interval",
+			Usage:   "primary: how often the repositories are listed to find those created or removed without a push",
+			Value:   10 * time.Second,
+			EnvVars: []string{"GITGATE_GEO_SCAN_INTERVAL"},
+		},
 	}
 }
 
 // geoOptions are the Geo flags of serve.
 type geoOptions struct {
-	role      string
-	secondary geo.SecondaryOptions
+	role         string
+	secondary    geo.SecondaryOptions
+	replica      geo.ReplicaOptions
+	scanInterval time.Duration
 }
 
 func geoOptionsFrom(c *cli.Context) (geoOptions, error) {
@@ -56,6 +91,17 @@ func geoOptionsFrom(c *cli.Context) (geoOptions, error) {
 		NodeName:   c.String("geo-node-name"),
 		SecretFile: c.String("geo-secret-file"),
 	}}
+	o.replica = geo.ReplicaOptions{
+		Parallel:          c.Int("geo-parallel"),
+		ReconcileInterval: c.Duration("geo-reconcile-interval"),
+		DeleteDelay:       c.Duration("geo-delete-delay"),
+		TrashRetention:    c.Duration("geo-trash-retention"),
+	}
+	o.scanInterval = c.Duration("geo-scan-interval")
+	if o.replica.Parallel < 1 || o.replica.ReconcileInterval <= 0 || o.replica.DeleteDelay <= 0 ||
+		o.replica.TrashRetention <= 0 || o.scanInterval <= 0 {
+		return o, usageError{fmt.Errorf("--geo-parallel and the --geo-* durations must be positive")}
+	}
 	switch o.role {
 	case geoNone, geoPrimary:
 		if o.secondary != (geo.SecondaryOptions{}) {
@@ -73,6 +119,9 @@ type geoSite struct {
 	primary  *geo.Primary
 	verifier *geo.Verifier
 	follower *geo.Follower
+	feed     *geo.Feed       // primary: the change log
+	replica  *geo.Replicator // secondary: the replication
+	dataDir  string
 }
 
 // setupGeo prepares the role: the primary reads geo.yaml and its
@@ -93,7 +142,9 @@ func (s *serveCmd) setupGeo(g *gate) (*geoSite, error) {
 		}
 		v := geo.NewVerifier(secrets)
 		s.log.Info("geo primary", "secondaries", v.Nodes())
-		return &geoSite{primary: geo.NewPrimary(g.live, v, s.log), verifier: v}, nil
+		feed := geo.NewFeed(g.resolver, s.git, s.dataDir, &geo.FileAccess{DataDir: s.dataDir}, s.log)
+		feed.ScanInterval = s.geo.scanInterval
+		return &geoSite{primary: geo.NewPrimary(g.live, v, s.log), verifier: v, feed: feed, dataDir: s.dataDir}, nil
 	case geoSecondary:
 		f, err := geo.NewFollower(s.geo.secondary, g.store, g.live, s.log)
 		if err != nil {
@@ -103,7 +154,11 @@ func (s *serveCmd) setupGeo(g *gate) (*geoSite, error) {
 			return nil, err
 		}
 		s.log.Info("geo secondary", "primary", f.Primary(), "node", s.geo.secondary.NodeName)
-		return &geoSite{follower: f}, nil
+		ro := s.geo.replica
+		ro.Git, ro.Resolver, ro.DataDir = s.git, g.resolver, s.dataDir
+		ro.Access = &geo.FileAccess{DataDir: s.dataDir}
+		ro.Prepare = s.prepareReplica
+		return &geoSite{follower: f, replica: geo.NewReplicator(f, ro), dataDir: s.dataDir}, nil
 	}
 	return nil, nil
 }
@@ -152,6 +207,10 @@ func (gs *geoSite) handlers(register func(string, http.Handler), admin func(http
 	case gs.primary != nil:
 		register("GET "+geo.StatusPath, gs.primary.StatusHandler())
 		register("GET "+geo.NodesPath, admin(gs.primary.NodesHandler()))
+		register("GET "+geo.EventsPath, gs.primary.EventsHandler(gs.feed))
+		register("GET "+geo.RepositoriesPath, gs.primary.RepositoriesHandler(gs.feed))
+		register("GET "+geo.AccessPath, gs.primary.AccessHandler(&geo.FileAccess{DataDir: gs.dataDir}))
+		register("POST "+geo.ReportPath, gs.primary.ReportHandler())
 	case gs.follower != nil:
 		register("GET "+geo.NodesPath, admin(gs.follower.SelfHandler()))
 	}
@@ -163,11 +222,24 @@ func (gs *geoSite) handlers(register func(string, http.Handler), admin func(http
 func (gs *geoSite) run(dataDir string) (run func(context.Context) error, beginShutdown func()) {
 	switch {
 	case gs == nil:
-		return nil, func() {}
+		return func(ctx context.Context) error { geo.TrimChangeJournal(ctx, dataDir); return nil }, func() {}
 	case gs.follower != nil:
-		return func(ctx context.Context) error { gs.follower.Run(ctx); return nil }, func() {}
+		return func(ctx context.Context) error {
+			done := make(chan struct{})
+			go func() { defer close(done); gs.replica.Run(ctx) }()
+			go geo.TrimChangeJournal(ctx, dataDir)
+			gs.follower.Run(ctx)
+			<-done
+			return nil
+		}, func() {}
 	}
-	return func(ctx context.Context) error { gs.primary.WriteStatusFile(ctx, dataDir); return nil }, gs.primary.Shutdown
+	return func(ctx context.Context) error {
+		done := make(chan struct{})
+		go func() { defer close(done); gs.feed.Run(ctx) }()
+		gs.primary.WriteStatusFile(ctx, dataDir)
+		<-done
+		return nil
+	}, gs.primary.Shutdown
 }
 
 // collectors are the Geo metrics.
@@ -178,6 +250,7 @@ func (gs *geoSite) collectors() []prometheus.Collector {
 	case gs.follower != nil:
 		status := gs.follower.Status
 		return []prometheus.Collector{
+			&replicationCollector{status: gs.replicationStatus},
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "gitgate_geo_secondary_connected",
 				Help: "1 while this secondary follows the primary's state live, else 0.",
@@ -192,7 +265,7 @@ func (gs *geoSite) collectors() []prometheus.Collector {
 			}, func() float64 { return float64(status().Version) }),
 		}
 	}
-	return []prometheus.Collector{&nodesCollector{primary: gs.primary}}
+	return []prometheus.Collector{&nodesCollector{primary: gs.primary}, &replicationCollector{status: gs.replicationStatus}}
 }
 
 func boolGauge(b bool) float64 {
@@ -230,4 +303,81 @@ func (c *nodesCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(nodeLagDesc, prometheus.GaugeValue, float64(n.Lag), n.Name)
 		ch <- prometheus.MustNewConstMetric(nodeContactDesc, prometheus.GaugeValue, contact, n.Name)
 	}
+}
+
+// prepareReplica installs the gate's hooks into a repository the secondary
+// has just created for the primary's, as "gitgate repo create" does.
+func (s *serveCmd) prepareReplica(_ context.Context, repo gitgate.Repo) error {
+	if !s.installHooks {
+		return nil
+	}
+	bin, err := selfBinary()
+	if err != nil {
+		return fmt.Errorf("hooks: find the gitgate binary: %w", err)
+	}
+	in, err := hooks.NewInstaller(hooks.Script{Binary: bin, DataDir: s.dataDir})
+	if err != nil {
+		return fmt.Errorf("hooks: %w", err)
+	}
+	if _, err := in.Install(repo.Path); err != nil {
+		return fmt.Errorf("hooks for %s: %w", repo.Name, err)
+	}
+	return nil
+}
+
+// Replication metrics, on both roles: per node (the secondaries on the
+// primary, the site itself on a secondary).
+var (
+	geoReposDesc = prometheus.NewDesc("gitgate_geo_repositories",
+		"Repositories of a Geo secondary by replication state (synced = verified equal to the primary's).",
+		[]string{"node", "state"}, nil)
+	geoLagDesc = prometheus.NewDesc("gitgate_geo_replication_lag_seconds",
+		"Age of the oldest change on the primary that the secondary has not replicated yet (0 when caught up).",
+		[]string{"node"}, nil)
+)
+
+// replicationCollector reports gitgate_geo_repositories and
+// gitgate_geo_replication_lag_seconds from status, node name → status.
+type replicationCollector struct {
+	status func() map[string]*geo.ReplicationStatus
+}
+
+func (c *replicationCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- geoReposDesc
+	ch <- geoLagDesc
+}
+
+func (c *replicationCollector) Collect(ch chan<- prometheus.Metric) {
+	for node, st := range c.status() {
+		if st == nil {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(geoReposDesc, prometheus.GaugeValue, float64(st.Synced), node, geo.StateSynced)
+		ch <- prometheus.MustNewConstMetric(geoReposDesc, prometheus.GaugeValue, float64(st.Pending), node, geo.StatePending)
+		ch <- prometheus.MustNewConstMetric(geoReposDesc, prometheus.GaugeValue, float64(st.Failed), node, geo.StateFailed)
+		ch <- prometheus.MustNewConstMetric(geoLagDesc, prometheus.GaugeValue, st.LagSeconds, node)
+	}
+}
+
+// replicationStatus is the collector's source for this site.
+func (gs *geoSite) replicationStatus() map[string]*geo.ReplicationStatus {
+	out := map[string]*geo.ReplicationStatus{}
+	if gs.replica != nil {
+		st := gs.replica.Status()
+		out[gs.follower.Status().Node] = &st
+		return out
+	}
+	for _, n := range gs.primary.Nodes() {
+		out[n.Name] = n.Replication
+	}
+	return out
+}
+
+// readyDetails adds the primary's view of its secondaries (replication
+// included) to the readiness answer; nil on other roles.
+func (gs *geoSite) readyDetails() func() any {
+	if gs == nil || gs.primary == nil {
+		return nil
+	}
+	return func() any { return map[string]any{"geo": map[string]any{"role": geoPrimary, "nodes": gs.primary.Nodes()}} }
 }
