@@ -379,5 +379,7 @@ func (gs *geoSite) readyDetails() func() any {
 	if gs == nil || gs.primary == nil {
 		return nil
 	}
-	return func() any { return map[string]any{"geo": map[string]any{"role": geoPrimary, "nodes": gs.primary.Nodes()}} }
+	return func() any {
+		return map[string]any{"geo": map[string]any{"role": geoPrimary, "nodes": gs.primary.Nodes()}}
+	}
 }
