@@ -187,6 +187,8 @@ func NewReplicator(f *Follower, opts ReplicaOptions) *Replicator {
 
 // Run replicates until ctx ends, and leaves nothing running.
 func (r *Replicator) Run(ctx context.Context) {
+	// Copies a previous run left half made.
+	os.RemoveAll(filepath.Join(r.opts.Resolver.Root(), stagingDirName))
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for range r.opts.Parallel {
@@ -367,15 +369,30 @@ func (r *Replicator) retryDelay(n int) time.Duration {
 }
 
 // sync brings one repository to the primary's state and verifies it.
+//
+// A repository new to this site is made and fetched in a staging
+// directory, and moved into place only once it holds the primary's refs:
+// clients never see a half-made copy.
 func (r *Replicator) sync(ctx context.Context, name string, want RefState) error {
 	repo, err := r.opts.Resolver.Resolve(name)
 	if errors.Is(err, gitgate.ErrRepoNotFound) {
-		if repo, err = r.create(ctx, name); err != nil {
+		if repo, err = r.stage(ctx, name); err != nil {
 			return err
 		}
+		defer os.RemoveAll(repo.Path) // nothing left once published
+		if err := r.fetchVerified(ctx, repo, want); err != nil {
+			return err
+		}
+		return r.publish(repo)
 	} else if err != nil {
 		return err
 	}
+	return r.fetchVerified(ctx, repo, want)
+}
+
+// fetchVerified fetches repo and checks its refs against the primary's.
+func (r *Replicator) fetchVerified(ctx context.Context, repo gitgate.Repo, want RefState) error {
+	name := repo.Name
 	// A primary that moves on while this runs is fetched again, a few
 	// times; a copy that still differs from a primary that stood still is
 	// a failure (retried with backoff by the caller).
@@ -420,19 +437,49 @@ func (r *Replicator) sync(ctx context.Context, name string, want RefState) error
 	return fmt.Errorf("the primary's refs kept changing during the fetch")
 }
 
-// create makes an empty bare repository for name, with the gate's hooks.
-func (r *Replicator) create(ctx context.Context, name string) (gitgate.Repo, error) {
-	repo, err := r.opts.Resolver.Create(ctx, name)
+// stagingDirName is the hidden directory of the repository root where new
+// copies are made; no client name reaches it.
+const stagingDirName = ".geo-staging"
+
+// stage makes an empty bare repository for name in the staging directory,
+// with the gate's hooks.
+func (r *Replicator) stage(ctx context.Context, name string) (gitgate.Repo, error) {
+	dir := filepath.Join(r.opts.Resolver.Root(), stagingDirName)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return gitgate.Repo{}, fmt.Errorf("create the copy: %w", err)
+	}
+	tmp, err := os.MkdirTemp(dir, "repo-*.git")
 	if err != nil {
+		return gitgate.Repo{}, fmt.Errorf("create the copy: %w", err)
+	}
+	repo := gitgate.Repo{Name: name, Path: tmp}
+	if _, err := runGit(ctx, r.opts.Git, tmp, nil, 4<<10, "init", "--quiet", "--bare", "--initial-branch=main", "."); err != nil {
+		os.RemoveAll(tmp)
 		return gitgate.Repo{}, fmt.Errorf("create the copy: %w", err)
 	}
 	if r.opts.Prepare != nil {
 		if err := r.opts.Prepare(ctx, repo); err != nil {
-			return repo, fmt.Errorf("prepare the copy: %w", err)
+			os.RemoveAll(tmp)
+			return gitgate.Repo{}, fmt.Errorf("prepare the copy: %w", err)
 		}
 	}
-	r.log.Info("repository created from the Geo primary", "repo", name)
 	return repo, nil
+}
+
+// publish moves a staged copy to its place, <root>/<name>.git.
+func (r *Replicator) publish(staged gitgate.Repo) error {
+	dest := filepath.Join(r.opts.Resolver.Root(), filepath.FromSlash(staged.Name)+".git")
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+		return fmt.Errorf("publish the copy: %w", err)
+	}
+	if err := os.Rename(staged.Path, dest); err != nil {
+		return fmt.Errorf("publish the copy: %w", err)
+	}
+	if _, err := r.opts.Resolver.Resolve(staged.Name); err != nil {
+		return fmt.Errorf("publish the copy: %w", err)
+	}
+	r.log.Info("repository created from the Geo primary", "repo", staged.Name)
+	return nil
 }
 
 // fetch runs git fetch --prune --atomic '+refs/*:refs/*' from the
