@@ -88,3 +88,23 @@ func TestMaintenanceMessageIsGitLabs(t *testing.T) {
 		t.Fatal("the maintenance message must match GitLab's byte for byte")
 	}
 }
+
+// A Geo site's replication identity reads its one repository, whatever the
+// rules say (no rule names it), in maintenance too, and can do nothing else.
+func TestPolicySiteRepo(t *testing.T) {
+	site := &User{Name: "geo-site:eu", SiteRepo: "group/p"}
+	for _, st := range []fixedState{{}, {State: State{Enabled: true, Version: 1}}} {
+		p := &Policy{State: st, Access: permByUser{}}
+		if d := p.Decide(Operation{Service: UploadPack, Repo: "group/p", User: site}); d.Err != nil {
+			t.Errorf("maintenance %v: fetch of its repository refused: %v", st.State.Enabled, d.Err)
+		}
+		if d := p.Decide(Operation{Service: UploadPack, Repo: "group/q", User: site}); !errors.Is(d.Err, ErrNotFound) {
+			t.Errorf("maintenance %v: fetch of another repository: %v", st.State.Enabled, d.Err)
+		}
+		for _, repo := range []string{"group/p", "group/q"} {
+			if d := p.Decide(Operation{Service: ReceivePack, Repo: repo, User: site}); d.Err == nil {
+				t.Errorf("maintenance %v: push to %s allowed", st.State.Enabled, repo)
+			}
+		}
+	}
+}
