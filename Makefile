@@ -38,7 +38,8 @@ lint:
 	$(GO) vet $(PKGS)
 
 ## bench: clone via the gate vs. git alone, git-http-backend (CGI, nginx) and OpenSSH + git-shell;
-## hook run time; Geo propagation. Each benchmark runs BENCHCOUNT times; benchstat
+## hook run time; Geo propagation; Geo replication (push-to-visible p50/p99 over 200 pushes
+## with 2 secondaries, initial sync of 300 MB vs git clone --mirror). Each benchmark runs BENCHCOUNT times; benchstat
 ## then prints every figure with its spread. Raw results stay in bench/out/.
 BENCHCOUNT ?= 10
 ## 1, 8 and 32 concurrent clones of a 125 MiB repository, per server: CONCCOUNT batches each.
@@ -51,10 +52,12 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x -count $(BENCHCOUNT) -timeout 20m ./hooks/ ./geo/ | tee bench/out/hooks-geo.txt
 	$(GO) test -run '^$$' -bench SiteToggle -benchtime 200x -count 1 -timeout 20m ./bench/site/ | tee bench/out/site.txt
 	$(GO) test -run '^$$' -bench Hook -benchtime 50x -count $(BENCHCOUNT) -timeout 20m ./bench/site/ | tee -a bench/out/site.txt
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 3 -timeout 40m ./geoe2e/ | tee bench/out/geo-replication.txt
 	$(GO) tool benchstat bench/out/clone.txt
 	$(GO) tool benchstat bench/out/concurrent.txt
 	$(GO) tool benchstat bench/out/hooks-geo.txt
 	$(GO) tool benchstat bench/out/site.txt
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 3 -timeout 40m ./geoe2e/ | tee bench/out/geo-replication.txt
 
 ## bench-lfs: move one 1 GiB Git LFS object up and down through a gate; fails if the gate's peak RSS passes 64 MiB
 bench-lfs:
