@@ -68,4 +68,71 @@
 // else to the normal smart HTTP server. The SSH front end calls
 // ProxySSHPush in place of running git-receive-pack, and shows a
 // *gitgate.Refusal it returns in its own format.
+//
+// # Replication
+//
+// Every secondary keeps a full, verified copy of the primary's
+// repositories (every ref under refs/, and HEAD) and of its access data,
+// also while in maintenance. It is change-driven, with a reconcile behind it.
+//
+// Changes: the installed reference-transaction hook appends the
+// repository's directory to <data-dir>/changes.log for every committed ref
+// update (a push through the gate, a local push on the server's disk,
+// another git server), except the gate's own replication
+// (gitgate.EnvReplication). The primary's [Feed] watches that journal, lists
+// the repositories every few seconds (for those created or removed without
+// a ref update) and watches the access data; each change becomes an
+// [Event] with a sequence number: the repository, its [RefState] (a
+// checksum of its refs and HEAD, computed the same way on both sides by
+// [Checksum]), or "deleted", or the access data's new version. The log is
+// kept in memory (the last 4096 events) under a random epoch.
+//
+// Secondaries learn of events over the channel they already hold: a second
+// long-poll on the primary (GET /api/v4/geo/events?epoch=&after=&wait=,
+// scope "status"), resuming from the last sequence seen; when the epoch
+// changed (the primary restarted) or the events are gone, the answer says
+// "reconcile". The [Replicator] then compares every repository's RefState
+// with the primary's listing (GET /api/v4/geo/repositories), which it also
+// does at start and every reconcile interval, so a secondary that was down
+// catches up by itself.
+//
+// Transport: git fetch --prune --atomic '+refs/*:refs/*' from the
+// primary's smart HTTP, authenticated by a "replicate" token for that one
+// repository, passed to git as http.extraHeader through GIT_CONFIG_*
+// variables (never on a command line or in a repository's config). The
+// primary's authenticator ([Verifier.Authenticator]) accepts that token on
+// upload-pack requests for its repository only, as a site identity that
+// its policy lets read exactly that repository (gitgate.User.SiteRepo).
+// The fetch runs with gitgate.EnvReplication=1, so the secondary's own
+// hooks let it through in maintenance; its user-facing policy is not
+// involved. At most Parallel fetches run at once (default 4); a failing
+// repository is retried with exponential backoff and never holds up the
+// others. A fetch that is interrupted leaves the refs as they were (atomic
+// ref update after the pack is complete). HEAD is set to the primary's.
+// A repository new to the secondary is made in a hidden staging directory
+// of the repository root, with the gate's hooks, and moved into place once
+// it holds the primary's refs, so clients never see it half made.
+//
+// Verification: after each fetch the copy's RefState must equal the
+// primary's (asked again if the primary moved on meanwhile); otherwise the
+// repository is "failed" and re-synced with backoff. The reconcile finds a
+// ref changed by hand on a secondary, logs it and repairs it.
+//
+// Deletion: a repository gone from the primary's listing for DeleteDelay
+// (default 10 minutes) is moved to <data-dir>/geo-trash/, whose entries
+// are removed after TrashRetention (default 7 days).
+//
+// Access data: behind the [AccessData] interface (export snapshot bytes and
+// a version; import a snapshot), so any store can be replicated;
+// [FileAccess] is the access.yaml file. The secondary fetches the snapshot
+// (GET /api/v4/geo/access) when the version in an events answer differs
+// from its own, validates it and writes it atomically; the server's watcher
+// loads it. The CLI refuses to change access data on a secondary
+// ([ChangeAccessOnPrimary]). geo.yaml and the secrets stay per site.
+//
+// Status: each secondary reports its [ReplicationStatus] (synced, pending,
+// failed, oldest unsynced change, last contact) to the primary (POST
+// /api/v4/geo/report) when it changes and every few seconds; it is in
+// [Primary.Nodes], [Follower.Status], the status files that "gitgate geo
+// status" reads, the readiness details and the metrics.
 package geo
