@@ -438,6 +438,9 @@ func (f *Feed) since(epoch string, after uint64) (EventsResponse, <-chan struct{
 // comes or wait runs out. Without epoch, or with another epoch, or when
 // the events after seq are no longer kept, the answer says "reconcile".
 func (p *Primary) EventsHandler(f *Feed) http.Handler {
+	p.mu.Lock()
+	p.feed = f
+	p.mu.Unlock()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		claims, ok := p.verifyGet(w, r, ScopeStatus)
 		if !ok {
@@ -622,4 +625,30 @@ func TrimChangeJournal(ctx context.Context, dataDir string) {
 		case <-tick.C:
 		}
 	}
+}
+
+// oldestAfter returns the time of the first repository event after seq in
+// epoch; zero when there is none, or when it cannot be told (another
+// epoch, or a nil feed). It takes the feed's lock; callers may hold the
+// Primary's (the feed never takes the Primary's).
+func (f *Feed) oldestAfter(epoch string, seq uint64) time.Time {
+	if f == nil {
+		return time.Time{}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if epoch != f.epoch || seq >= f.seq || len(f.events) == 0 {
+		return time.Time{}
+	}
+	first := f.seq - uint64(len(f.events)) + 1
+	i := 0
+	if seq+1 > first {
+		i = int(seq + 1 - first)
+	}
+	for ; i < len(f.events); i++ {
+		if f.events[i].Repo != "" {
+			return f.events[i].Time
+		}
+	}
+	return time.Time{}
 }

@@ -90,6 +90,7 @@ type Primary struct {
 
 	mu    sync.Mutex
 	nodes map[string]*nodeRecord
+	feed  *Feed // the change log, once EventsHandler serves it
 }
 
 type nodeRecord struct {
@@ -287,6 +288,12 @@ func (p *Primary) Nodes() []NodeStatus {
 			}
 			if n.report != nil {
 				rep := *n.report
+				// Changes the secondary has not even received count too
+				// (a secondary that stopped reporting falls behind here).
+				if t := p.feed.oldestAfter(rep.Epoch, rep.Seq); !t.IsZero() &&
+					(rep.OldestUnsynced.IsZero() || t.Before(rep.OldestUnsynced)) {
+					rep.OldestUnsynced = t
+				}
 				if !rep.OldestUnsynced.IsZero() { // the age as of now
 					rep.LagSeconds = max(now.Sub(rep.OldestUnsynced).Seconds(), 0)
 				}

@@ -93,8 +93,13 @@ type ReplicationStatus struct {
 	LastContact time.Time `json:"last_contact,omitzero"`
 	// AccessVersion is the access data version this site holds.
 	AccessVersion string `json:"access_version,omitempty"`
-	// Reconciled is when every repository was last compared.
+	// Reconciled is when every repository was last compared; zero: not
+	// yet, and the counts say nothing.
 	Reconciled time.Time `json:"reconciled,omitzero"`
+	// Epoch and Seq are the primary's change log position this site has
+	// received.
+	Epoch string `json:"epoch,omitempty"`
+	Seq   uint64 `json:"seq,omitempty"`
 	// Errors are some failed repositories and why (at most 20).
 	Errors []RepoError `json:"errors,omitempty"`
 	// Reported is when the secondary sent this (set on the primary).
@@ -107,8 +112,9 @@ type RepoError struct {
 	Error string `json:"error"`
 }
 
-// Done reports "0 pending, 0 failed": everything replicated and verified.
-func (s ReplicationStatus) Done() bool { return s.Pending == 0 && s.Failed == 0 }
+// Done reports "0 pending, 0 failed" after a comparison of every
+// repository: everything replicated and verified.
+func (s ReplicationStatus) Done() bool { return !s.Reconciled.IsZero() && s.Pending == 0 && s.Failed == 0 }
 
 type repoState struct {
 	state    string
@@ -632,7 +638,7 @@ func (r *Replicator) reconcile(ctx context.Context) error {
 		}
 		if have && rs.state == StateSynced && results[i].err == nil {
 			r.log.Warn("repository differs from the Geo primary: repairing it", "repo", e.Name,
-				"have", results[i].st.Checksum[:12], "primary", e.State.Checksum[:12])
+				"have", fmt.Sprintf("%.12s", results[i].st.Checksum), "primary", fmt.Sprintf("%.12s", e.State.Checksum))
 		}
 		rs.want = e.State
 		if rs.state == StateSynced {
@@ -840,7 +846,8 @@ func (r *Replicator) Status() ReplicationStatus {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s := ReplicationStatus{LastContact: r.lastContact, AccessVersion: r.accessVer, Reconciled: r.reconciled}
+	s := ReplicationStatus{LastContact: r.lastContact, AccessVersion: r.accessVer, Reconciled: r.reconciled,
+		Epoch: r.epoch, Seq: r.seq}
 	names := make([]string, 0, len(r.repos))
 	for name := range r.repos {
 		names = append(names, name)

@@ -92,7 +92,11 @@ func printReplication(w io.Writer, r *geo.ReplicationStatus, now time.Time) {
 		fmt.Fprintln(w, "replication:      not running")
 		return
 	}
-	fmt.Fprintf(w, "repositories:     %d synced, %d pending, %d failed\n", r.Synced, r.Pending, r.Failed)
+	if r.Reconciled.IsZero() {
+		fmt.Fprintf(w, "repositories:     not compared with the primary yet (%d synced, %d pending, %d failed so far)\n", r.Synced, r.Pending, r.Failed)
+	} else {
+		fmt.Fprintf(w, "repositories:     %d synced, %d pending, %d failed\n", r.Synced, r.Pending, r.Failed)
+	}
 	fmt.Fprintf(w, "oldest unsynced:  %s\n", oldestUnsynced(r, now))
 	contact := "never"
 	if !r.LastContact.IsZero() {
