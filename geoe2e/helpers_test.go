@@ -37,7 +37,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "gitgate")
-	build := exec.Command("go", "build", "-o", binary, "../cmd/gitgate")
+	args := []string{"build", "-o", binary}
+	if os.Getenv("GEOE2E_RACE") == "1" { // the gates under the race detector
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "../cmd/gitgate")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "geoe2e: cannot build gitgate:", err)
