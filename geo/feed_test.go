@@ -151,7 +151,6 @@ func TestFeedEvents(t *testing.T) {
 	}
 }
 
-
 // A replicate token opens exactly its repository's upload-pack, and
 // nothing else; other scopes cannot fetch.
 func TestReplicateTokenScope(t *testing.T) {

@@ -114,7 +114,9 @@ type RepoError struct {
 
 // Done reports "0 pending, 0 failed" after a comparison of every
 // repository: everything replicated and verified.
-func (s ReplicationStatus) Done() bool { return !s.Reconciled.IsZero() && s.Pending == 0 && s.Failed == 0 }
+func (s ReplicationStatus) Done() bool {
+	return !s.Reconciled.IsZero() && s.Pending == 0 && s.Failed == 0
+}
 
 type repoState struct {
 	state    string
