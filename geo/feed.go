@@ -242,11 +242,15 @@ func (f *Feed) readLines(path string, off int64, names map[string]bool) int64 {
 		return 0
 	}
 	defer fh.Close()
-	if fi, err := fh.Stat(); err == nil && fi.Size() < off {
+	fi, err := fh.Stat()
+	if err != nil {
+		return off
+	}
+	if fi.Size() < off {
 		off = 0
 	}
-	for {
-		buf := make([]byte, maxJournalRead)
+	for off < fi.Size() {
+		buf := make([]byte, min(fi.Size()-off, maxJournalRead))
 		n, err := fh.ReadAt(buf, off)
 		data := buf[:n]
 		end := strings.LastIndexByte(string(data), '\n')
@@ -266,6 +270,7 @@ func (f *Feed) readLines(path string, off int64, names map[string]bool) int64 {
 			return off
 		}
 	}
+	return off
 }
 
 // repoName maps a repository directory from the journal to its canonical

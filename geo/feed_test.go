@@ -195,3 +195,60 @@ func TestReplicateTokenScope(t *testing.T) {
 type denyAll struct{}
 
 func (denyAll) Authenticate(*http.Request) (*gitgate.User, error) { return nil, nil }
+
+// A journal that grows past its rotation size is renamed and a new one
+// begun; changes on both sides of the rotation become events.
+func TestFeedJournalRotation(t *testing.T) {
+	env := gittest.Env(t)
+	dataDir, root := t.TempDir(), t.TempDir()
+	path, _ := gittest.BareRepoWithCommit(t, env, root, "p")
+	resolver, err := gitgate.NewResolver(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed := geo.NewFeed(resolver, "git", dataDir, nil, testLog())
+	s := newSite(t)
+	p := geo.NewPrimary(s.live, geo.NewVerifier(map[string][]byte{"eu": secretEU}), testLog())
+	srv := httptest.NewServer(p.EventsHandler(feed))
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); feed.Run(ctx) }()
+	defer wg.Wait()
+	defer cancel()
+	poll := func(epoch string, after uint64) geo.EventsResponse {
+		t.Helper()
+		code, body := get(t, srv.URL+"?wait=10s&epoch="+epoch+"&after="+strconv.FormatUint(after, 10), statusToken(t, secretEU, "eu"))
+		if code != http.StatusOK {
+			t.Fatalf("poll: %d %s", code, body)
+		}
+		var r geo.EventsResponse
+		if err := json.Unmarshal([]byte(body), &r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	r := poll("", 0)
+	junk := filepath.Join(t.TempDir(), "not-a-repository")
+	for round := range 2 {
+		// Over a MiB of lines naming no repository, then a real change.
+		for range (1 << 20) / len(junk) {
+			if err := gitgate.RecordChange(dataDir, junk); err != nil {
+				t.Fatal(err)
+			}
+		}
+		gittest.MustGit(t, env, "", "--git-dir", path, "update-ref", "refs/heads/r"+strconv.Itoa(round), "main")
+		if err := gitgate.RecordChange(dataDir, path); err != nil {
+			t.Fatal(err)
+		}
+		next := poll(r.Epoch, r.Seq)
+		if len(next.Events) != 1 || next.Events[0].Repo != "p" {
+			t.Fatalf("round %d: %+v", round, next)
+		}
+		r = next
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, gitgate.ChangeJournalName+".1")); err != nil {
+		t.Errorf("the journal was not rotated: %v", err)
+	}
+}
