@@ -76,8 +76,9 @@ func checksumOf(head string, listing []byte) RefState {
 }
 
 // gitEnv is the environment of the git processes replication starts: the
-// server's, without git's repository-selecting variables and without the
-// gate's own settings, plus extra.
+// server's, without git's own variables (GIT_DIR and the like) and without
+// the gate's settings, plus extra. The system and global git config stay
+// in force: that is where an admin sets a proxy or CA for the primary.
 func gitEnv(extra []string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
@@ -87,7 +88,7 @@ func gitEnv(extra []string) []string {
 		}
 		env = append(env, kv)
 	}
-	env = append(env, "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "LC_ALL=C")
+	env = append(env, "GIT_TERMINAL_PROMPT=0", "LC_ALL=C")
 	return append(env, extra...)
 }
 
