@@ -57,7 +57,6 @@ bench:
 	$(GO) tool benchstat bench/out/concurrent.txt
 	$(GO) tool benchstat bench/out/hooks-geo.txt
 	$(GO) tool benchstat bench/out/site.txt
-	$(GO) test -run '^$$' -bench . -benchtime 1x -count 3 -timeout 40m ./geoe2e/ | tee bench/out/geo-replication.txt
 
 ## bench-lfs: move one 1 GiB Git LFS object up and down through a gate; fails if the gate's peak RSS passes 64 MiB
 bench-lfs:
