@@ -248,6 +248,13 @@ func (f *Follower) ProxySSHPush(ctx context.Context, user *gitgate.User, repo, p
 			return <-pumpDone
 		}
 	case err := <-pumpDone:
+		if err == nil {
+			// The pump finished without a push (a flush alone) and
+			// its done came out of the select before its "pushing":
+			// both are ready by then.
+			log.Info("nothing to push")
+			return nil
+		}
 		return fmt.Errorf("read the push commands: %w", err)
 	case <-ctx.Done():
 		pr.CloseWithError(ctx.Err())
