@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -231,5 +233,35 @@ func TestLocks(t *testing.T) {
 	}
 	if _, err := l.Create("proj", "", "alice"); !errors.Is(err, ErrBadLockPath) {
 		t.Fatalf("empty path: %v", err)
+	}
+}
+
+// TestLocksFileStaysReadable: locks with long paths cannot grow a
+// repository's lock file past what the store reads back (maxLocksFile is
+// smaller than maxLocksPerRepo paths of maxLockPathBytes), which would
+// break every lock request of the repository, listing included.
+func TestLocksFileStaysReadable(t *testing.T) {
+	l := NewLocks(t.TempDir())
+	long := func(i int) string { return fmt.Sprintf("%0*d", maxLockPathBytes, i) }
+	one, _ := json.Marshal([]Lock{{ID: strings.Repeat("0", 32), Path: long(0), LockedAt: time.Now().UTC(), Owner: Owner{Name: "alice"}}})
+	n := maxLocksFile/(len(one)+1) - 1 // just under the bound
+	locks := make([]Lock, 0, n)
+	for i := range n {
+		locks = append(locks, Lock{ID: fmt.Sprintf("%032x", i), Path: long(i), LockedAt: time.Now().UTC(), Owner: Owner{Name: "alice"}})
+	}
+	if err := l.write("proj", locks); err != nil {
+		t.Fatal(err)
+	}
+	if n >= maxLocksPerRepo {
+		t.Skip("the count limit comes first")
+	}
+	for i := n; i < n+8; i++ {
+		_, err := l.Create("proj", long(i), "alice")
+		if err != nil && !errors.Is(err, ErrTooManyLocks) {
+			t.Fatalf("create lock %d: %v", i, err)
+		}
+	}
+	if _, err := l.List("proj"); err != nil {
+		t.Fatalf("the lock file grew past what the store can read: %v", err)
 	}
 }
