@@ -27,7 +27,7 @@ var (
 	ErrLockExists   = errors.New("lock already created")
 	ErrLockNotFound = errors.New("lock not found")
 	ErrNotLockOwner = errors.New("lock owned by another user")
-	ErrTooManyLocks = errors.New("too many locks in this repository")
+	ErrTooManyLocks = errors.New("too many locks in this repository") // by count or by the lock file's size
 	ErrBadLockPath  = errors.New("invalid lock path")
 )
 
@@ -76,6 +76,10 @@ func (l *Locks) write(repo string, locks []Lock) error {
 	data, err := json.Marshal(locks)
 	if err != nil {
 		return err
+	}
+	if len(data) > maxLocksFile {
+		// read would refuse it, and with it every lock request of repo.
+		return ErrTooManyLocks
 	}
 	return atomicfile.Write(l.file(repo), data, 0o640)
 }
