@@ -66,6 +66,37 @@ func TestClientsWithOtherCiphersConnect(t *testing.T) {
 	}
 }
 
+// The SSH version string changes which cipher a client gets, never
+// whether it connects: an OpenSSH client that does not offer AES-GCM (built
+// without OpenSSL, or "ssh -c chacha20-poly1305@openssh.com", or a
+// "Ciphers" line in its ssh_config) still connects.
+func TestOpenSSHClientWithoutAESGCMConnects(t *testing.T) {
+	g := startGate(t)
+	alice := g.addUser("alice", gitgate.PermissionRead)
+	g.createRepo("repo", map[string][]byte{"README": []byte("hi\n")})
+	for _, cipher := range []string{gossh.CipherChaCha20Poly1305, gossh.CipherAES256CTR} {
+		t.Run(cipher, func(t *testing.T) {
+			cfg := &gossh.ClientConfig{
+				User:            "git",
+				Auth:            []gossh.AuthMethod{gossh.PublicKeys(alice.signer)},
+				HostKeyCallback: gossh.InsecureIgnoreHostKey(),
+				ClientVersion:   "SSH-2.0-OpenSSH_9.2p1",
+				Config:          gossh.Config{Ciphers: []string{cipher}},
+				Timeout:         10 * time.Second,
+			}
+			c, err := gossh.Dial("tcp", "127.0.0.1:"+g.port, cfg)
+			if err != nil {
+				t.Fatalf("OpenSSH offering only %s: %v", cipher, err)
+			}
+			c.Close()
+		})
+	}
+	r := run(t, g.ssh([]clientKey{alice}, []string{"-c", gossh.CipherChaCha20Poly1305}, "git-upload-pack", "repo.git"))
+	if r.status == 255 { // ssh's own failure, not upload-pack's
+		t.Fatalf("ssh -c %s: status %d\n%s", gossh.CipherChaCha20Poly1305, r.status, r.stderr)
+	}
+}
+
 func TestUnsupportedCipherIsRefused(t *testing.T) {
 	_, err := sshd.New(sshd.Config{HostKeyDir: t.TempDir(), Keys: &keyring{}, Policy: &gitgate.Policy{},
 		Resolver: &gitgate.Resolver{}, Runner: &gitgate.Runner{}, Ciphers: []string{"arcfour"}})
