@@ -23,6 +23,7 @@ type (
 	connKey          struct{}
 	verifiedKeyKey   struct{}
 	clientVersionKey struct{} // the client's SSH identification, read by accept
+	clientCiphersKey struct{} // the ciphers of the client's KEXINIT, read by accept
 )
 
 // errUnknownKey fails authentication with a key that has no owner.
@@ -71,6 +72,7 @@ func (s *Server) accept(ctx ssh.Context, nc net.Conn) net.Conn {
 	go s.watch(ctx, c) // its login grace time bounds the exchange below
 	vc := exchangeVersions(withQuickAck(nc))
 	ctx.SetValue(clientVersionKey{}, vc.version)
+	ctx.SetValue(clientCiphersKey{}, vc.ciphers)
 	return vc
 }
 
@@ -186,7 +188,8 @@ func (s *Server) serverConfig(ctx ssh.Context) *gossh.ServerConfig {
 		},
 	}
 	version, _ := ctx.Value(clientVersionKey{}).(string)
-	cfg.Ciphers = ciphersFor(s.cfg.Ciphers, version)
+	offered, _ := ctx.Value(clientCiphersKey{}).(*clientCiphers)
+	cfg.Ciphers = ciphersFor(s.cfg.Ciphers, version, offered)
 	return cfg
 }
 

@@ -1,10 +1,14 @@
 package sshd
 
 import (
+	"bytes"
+	"encoding/binary"
+	"io"
 	"net"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestIdentification(t *testing.T) {
@@ -27,11 +31,11 @@ func TestIdentification(t *testing.T) {
 }
 
 func TestCiphersFor(t *testing.T) {
-	if got := ciphersFor([]string{"aes256-ctr"}, "SSH-2.0-OpenSSH_9.2p1"); !slices.Equal(got, []string{"aes256-ctr"}) {
+	if got := ciphersFor([]string{"aes256-ctr"}, "SSH-2.0-OpenSSH_9.2p1", nil); !slices.Equal(got, []string{"aes256-ctr"}) {
 		t.Fatalf("configured ciphers not kept: %v", got)
 	}
 	for _, v := range []string{"SSH-2.0-JSCH-0.1.54", "SSH-2.0-libssh2_1.10.0", "", "SSH-2.0-OpenSSH"} {
-		if got := ciphersFor(nil, v); !slices.Equal(got, DefaultCiphers()) {
+		if got := ciphersFor(nil, v, nil); !slices.Equal(got, DefaultCiphers()) {
 			t.Fatalf("%q offered %v", v, got)
 		}
 	}
@@ -69,5 +73,67 @@ func TestExchangeVersionsReplaysWhatItRead(t *testing.T) {
 		}
 		server.Close()
 		client.Close()
+	}
+}
+
+// kexInit builds a client's KEXINIT packet offering ciphers both ways.
+func kexInit(ciphers string) []byte {
+	payload := append([]byte{msgKexInit}, make([]byte, 16)...)
+	for _, l := range []string{"curve25519-sha256", "ssh-ed25519", ciphers, ciphers, "hmac-sha2-256", "hmac-sha2-256", "none", "none", "", ""} {
+		payload = binary.BigEndian.AppendUint32(payload, uint32(len(l)))
+		payload = append(payload, l...)
+	}
+	payload = append(payload, 0, 0, 0, 0, 0)
+	pad := 8 - (len(payload)+5)%8
+	if pad < 4 {
+		pad += 8
+	}
+	pkt := binary.BigEndian.AppendUint32(nil, uint32(1+len(payload)+pad))
+	pkt = append(pkt, byte(pad))
+	pkt = append(pkt, payload...)
+	return append(pkt, make([]byte, pad)...)
+}
+
+// AES-GCM alone goes only to an OpenSSH client whose KEXINIT offers it; the
+// KEXINIT is read whole (and given back to x/crypto), and a client that
+// sends none in time, or something else, gets every cipher.
+func TestCiphersFollowTheClientsKexInit(t *testing.T) {
+	if !hasAESGCMInstructions() {
+		t.Skip("SKIPPED LOUDLY: no AES instructions here: every client gets every cipher")
+	}
+	const openssh = "SSH-2.0-OpenSSH_9.2p1\r\n"
+	for _, tc := range []struct {
+		name string
+		sent []byte
+		want []string
+	}{
+		{"default OpenSSH", append([]byte(openssh), kexInit("chacha20-poly1305@openssh.com,aes128-ctr,aes128-gcm@openssh.com")...), openSSHCiphers},
+		{"no AES-GCM", append([]byte(openssh), kexInit("chacha20-poly1305@openssh.com,aes256-ctr")...), DefaultCiphers()},
+		{"no KEXINIT in time", []byte(openssh), DefaultCiphers()},
+		{"not a KEXINIT", append([]byte(openssh), 0, 0, 0, 12, 4, 21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), DefaultCiphers()},
+		{"oversized packet", append([]byte(openssh), 0xff, 0xff, 0xff, 0xff, 4, 20), DefaultCiphers()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			server, client := net.Pipe()
+			defer server.Close()
+			defer client.Close()
+			go func() {
+				buf := make([]byte, 64)
+				client.Read(buf) // the server's identification
+				client.Write(tc.sent)
+			}()
+			start := time.Now()
+			vc := exchangeVersions(server)
+			if d := time.Since(start); d > kexInitWait+time.Second {
+				t.Fatalf("the exchange took %s", d)
+			}
+			if got := ciphersFor(nil, vc.version, vc.ciphers); !slices.Equal(got, tc.want) {
+				t.Fatalf("offered %v, want %v", got, tc.want)
+			}
+			got := make([]byte, len(tc.sent))
+			if _, err := io.ReadFull(vc, got); err != nil || !bytes.Equal(got, tc.sent) {
+				t.Fatalf("replayed %q, %v; want %q", got, err, tc.sent)
+			}
+		})
 	}
 }
