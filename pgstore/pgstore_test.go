@@ -387,3 +387,26 @@ func TestDatabaseDown(t *testing.T) {
 type allowAll struct{}
 
 func (allowAll) Permission(*gitgate.User, string) gitgate.Permission { return gitgate.PermissionWrite }
+
+// A database URL that does not parse (a password with a space, a stray %,
+// or a /, ? or # that was not percent-encoded) still never shows its
+// password, in Redact or in Open's error.
+func TestPasswordNeverInErrorsOfMalformedURLs(t *testing.T) {
+	for _, url := range []string{
+		"postgres://gitgate:s3cr tpw@127.0.0.1:1/site",
+		"postgres://gitgate:s3cr%zztpw@127.0.0.1:1/site",
+		"postgres://gitgate:s3cr/tpw@127.0.0.1:1/site",
+		"postgres://gitgate:s3cr?tpw@127.0.0.1:1/site",
+		"postgres://gitgate:s3cr#tpw@127.0.0.1:1/site",
+		"postgresql://gitgate:s3cr tpw@127.0.0.1:1/site",
+	} {
+		if r := Redact(url); strings.Contains(r, "s3cr") {
+			t.Errorf("Redact shows the password: %q", r)
+		}
+		if _, err := Open(t.Context(), url, nil, Options{}); err == nil {
+			t.Errorf("a malformed URL opened")
+		} else if strings.Contains(err.Error(), "s3cr") {
+			t.Errorf("error shows the password: %v", err)
+		}
+	}
+}
