@@ -88,18 +88,28 @@ type DB struct {
 var passwordRE = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
 
 // Redact returns the connection string with its password replaced by
-// "xxxxx", for logs and messages.
+// "xxxxx", for logs and messages. A URL's user information is masked from
+// the text itself, up to its last "@", so that a password that net/url
+// cannot parse, or parses as a host or a path (an unencoded space, %, /, ?
+// or #), is masked too; an "@" later in the URL masks more than the
+// password, never less.
 func Redact(connString string) string {
-	if u, err := url.Parse(connString); err == nil && u.Scheme != "" {
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	if scheme, rest, ok := strings.Cut(connString, "://"); ok && !strings.ContainsAny(scheme, " =") {
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if c := strings.Index(rest[:at], ":"); c >= 0 {
+				rest = rest[:c+1] + "xxxxx" + rest[at:]
+			}
 		}
-		q := u.Query()
-		if q.Has("password") {
-			q.Set("password", "xxxxx")
-			u.RawQuery = q.Encode()
+		masked := scheme + "://" + rest
+		if u, err := url.Parse(masked); err == nil {
+			if q := u.Query(); q.Has("password") {
+				q.Set("password", "xxxxx")
+				u.RawQuery = q.Encode()
+				return u.String()
+			}
+			return masked
 		}
-		return u.String()
+		return passwordRE.ReplaceAllString(masked, "${1}xxxxx")
 	}
 	return passwordRE.ReplaceAllString(connString, "${1}xxxxx")
 }
