@@ -265,3 +265,36 @@ func TestLocksFileStaysReadable(t *testing.T) {
 		t.Fatalf("the lock file grew past what the store can read: %v", err)
 	}
 }
+
+// TestStoreRemovesStaleUploads: a partial upload left by a gate that died
+// (kill -9, power loss) is removed when the store opens again; one still
+// being written (recent) is kept.
+// staleUploadAge is the store's (see store.go), here until it exists.
+const staleUploadAge = time.Hour
+
+func TestStoreRemovesStaleUploads(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := NewStore(dir); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(dir, "tmp", "upload-1")
+	fresh := filepath.Join(dir, "tmp", "upload-2")
+	for _, p := range []string{stale, fresh} {
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * staleUploadAge)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewStore(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); err == nil {
+		t.Errorf("a stale partial upload was kept")
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("an upload in progress was removed: %v", err)
+	}
+}
