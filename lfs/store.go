@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/gitgate/gitgate/internal/atomicfile"
 )
@@ -29,15 +31,41 @@ type Store struct {
 	dir string // <data-dir>/lfs
 }
 
+// staleUploadAge is how long a temporary upload file may go unwritten
+// before NewStore removes it as the leftover of a gate that died. An upload
+// in progress writes it far more often (every read of the body is bounded
+// by the server's idle timeout).
+const staleUploadAge = time.Hour
+
 // NewStore returns the store under dir (<data-dir>/lfs), creating its
-// directories.
+// directories and removing the partial uploads a gate that died left.
 func NewStore(dir string) (*Store, error) {
 	for _, d := range []string{"objects", "links", "tmp", "locks"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o750); err != nil {
 			return nil, fmt.Errorf("lfs store: %w", err)
 		}
 	}
-	return &Store{dir: dir}, nil
+	s := &Store{dir: dir}
+	s.removeStaleUploads(time.Now())
+	return s, nil
+}
+
+// removeStaleUploads removes the temporary upload files not written since
+// staleUploadAge before now.
+func (s *Store) removeStaleUploads(now time.Time) {
+	tmp := filepath.Join(s.dir, "tmp")
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "upload-") || !e.Type().IsRegular() {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && now.Sub(fi.ModTime()) > staleUploadAge {
+			os.Remove(filepath.Join(tmp, e.Name()))
+		}
+	}
 }
 
 // objectPath is objects/ab/cd/<oid>; oid must be valid.

@@ -269,9 +269,6 @@ func TestLocksFileStaysReadable(t *testing.T) {
 // TestStoreRemovesStaleUploads: a partial upload left by a gate that died
 // (kill -9, power loss) is removed when the store opens again; one still
 // being written (recent) is kept.
-// staleUploadAge is the store's (see store.go), here until it exists.
-const staleUploadAge = time.Hour
-
 func TestStoreRemovesStaleUploads(t *testing.T) {
 	dir := t.TempDir()
 	if _, err := NewStore(dir); err != nil {
