@@ -35,7 +35,7 @@ func packCacheFlags() []cli.Flag {
 		&cli.StringSliceFlag{
 			Name: "ssh-ciphers",
 			Usage: "SSH ciphers offered to every client, in order (comma list; default: decided per client: AES-GCM only to " +
-				"OpenSSH's client on CPUs with AES instructions, AES-GCM, ChaCha20 and AES-CTR to the others). Supported: " + strings.Join(sshd.SupportedCiphers(), ","),
+				"OpenSSH's client when it offers AES-GCM, on CPUs with AES instructions; AES-GCM, ChaCha20 and AES-CTR to the others). Supported: " + strings.Join(sshd.SupportedCiphers(), ","),
 			EnvVars: []string{"GITGATE_SSH_CIPHERS"},
 		},
 		&cli.BoolFlag{
