@@ -295,3 +295,47 @@ func TestStoreRemovesStaleUploads(t *testing.T) {
 		t.Errorf("an upload in progress was removed: %v", err)
 	}
 }
+
+// TestLocksOfOneRepositoryDoNotHoldOthers: a writer who makes the lock file
+// of its own repository large (each create rewrites and fsyncs it whole)
+// does not make the lock requests of other repositories wait.
+func TestLocksOfOneRepositoryDoNotHoldOthers(t *testing.T) {
+	l := NewLocks(t.TempDir())
+	long := func(i int) string { return fmt.Sprintf("%0*d", maxLockPathBytes, i) }
+	locks := make([]Lock, 0, 3000)
+	for i := range 3000 {
+		locks = append(locks, Lock{ID: fmt.Sprintf("%032x", i), Path: long(i), LockedAt: time.Now().UTC(), Owner: Owner{Name: "mallory"}})
+	}
+	if err := l.write("big", locks); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			lk, err := l.Create("big", long(5000+i), "mallory")
+			if err == nil {
+				l.Delete("big", lk.ID, "mallory", false)
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	time.Sleep(20 * time.Millisecond)
+	var worst time.Duration
+	for range 5 {
+		start := time.Now()
+		if _, err := l.List("other"); err != nil {
+			t.Fatal(err)
+		}
+		worst = max(worst, time.Since(start))
+	}
+	if worst > 200*time.Millisecond {
+		t.Fatalf("listing another repository's locks waited %s behind the big lock file's rewrites", worst)
+	}
+}
