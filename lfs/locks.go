@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"path/filepath"
 	"sort"
@@ -44,16 +45,31 @@ type Owner struct {
 	Name string `json:"name"`
 }
 
+// lockShards is the number of mutexes the lock store spreads repositories
+// over.
+const lockShards = 64
+
 // Locks keeps each repository's locks in one JSON file
-// (lfs/locks/<repo key>.json), replaced atomically on every change. One
-// mutex serialises changes: locks change rarely.
+// (lfs/locks/<repo key>.json), replaced atomically on every change. A
+// repository's requests are serialised by one of lockShards mutexes, chosen
+// by its key, so that a repository with a large lock file (each change
+// rewrites it whole) does not hold the others.
 type Locks struct {
-	dir string
-	mu  sync.Mutex
+	dir    string
+	shards [lockShards]sync.Mutex
 }
 
 // NewLocks returns the lock store under dir (<data-dir>/lfs/locks).
 func NewLocks(dir string) *Locks { return &Locks{dir: dir} }
+
+// lock takes repo's mutex and returns its unlock.
+func (l *Locks) lock(repo string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(repo))
+	mu := &l.shards[h.Sum32()%lockShards]
+	mu.Lock()
+	return mu.Unlock
+}
 
 func (l *Locks) file(repo string) string { return filepath.Join(l.dir, repoKey(repo)+".json") }
 
@@ -86,8 +102,7 @@ func (l *Locks) write(repo string, locks []Lock) error {
 
 // List returns repo's locks sorted by path.
 func (l *Locks) List(repo string) ([]Lock, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	defer l.lock(repo)()
 	locks, err := l.read(repo)
 	sort.Slice(locks, func(i, j int) bool { return locks[i].Path < locks[j].Path })
 	return locks, err
@@ -99,8 +114,7 @@ func (l *Locks) Create(repo, path, owner string) (Lock, error) {
 	if path == "" || len(path) > maxLockPathBytes {
 		return Lock{}, ErrBadLockPath
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	defer l.lock(repo)()
 	locks, err := l.read(repo)
 	if err != nil {
 		return Lock{}, err
@@ -125,8 +139,7 @@ func (l *Locks) Create(repo, path, owner string) (Lock, error) {
 // Delete removes lock id from repo. Only its owner may, unless force is set
 // (the caller checks who may force).
 func (l *Locks) Delete(repo, id, user string, force bool) (Lock, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	defer l.lock(repo)()
 	locks, err := l.read(repo)
 	if err != nil {
 		return Lock{}, err
