@@ -2,6 +2,7 @@ package packcache
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,5 +126,45 @@ func TestCheckArgs(t *testing.T) {
 		if err := CheckArgs(a); err == nil {
 			t.Errorf("%v accepted", a)
 		}
+	}
+}
+
+// slowGit is a git whose pack-objects thinks for a long while before it
+// writes anything (a huge repository's "Counting objects").
+func slowGit(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "git")
+	script := "#!/bin/sh\ncase \"$*\" in *pack-objects*) sleep 60 ;; esac\nexec git \"$@\"\n"
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// A hook that goes away (its upload-pack was killed with the client) ends
+// the pack-objects run it asked for, and frees its slot, even while
+// pack-objects has written nothing yet: without the cache, nobody else
+// would ever read that pack.
+func TestHookGoneEndsItsPackObjects(t *testing.T) {
+	f := repoFixture(t)
+	c := newTestCache(t, t.Context(), Config{Git: slowGit(t), Disabled: true, Limits: Limits{PerRepo: 1, Queue: -1}})
+	srv := startServer(t, c)
+	inv := gitgate.Invocation{Op: gitgate.Operation{Service: gitgate.UploadPack, Repo: "repo", User: &gitgate.User{Name: "alice"}},
+		Repo: gitgate.Repo{Name: "repo", Path: f.repo}}
+	env, done := srv.Start(inv)
+	defer done()
+	conn, err := net.Dial("unix", envValue(env, EnvSocket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"pack-objects", "--revs", "--stdout"}
+	if err := writeRequest(conn, envValue(env, EnvSecret), args, []byte(f.head+"\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "pack-objects to start", func() bool { return c.Stats().Running.Load() == 1 })
+	conn.Close()
+	waitFor(t, "pack-objects to end with its hook", func() bool { return c.Stats().Running.Load() == 0 })
+	if running, _ := c.Limiter().InUse(f.repo); running != 0 {
+		t.Fatalf("%d slots still taken", running)
 	}
 }
