@@ -194,6 +194,18 @@ func (s *Server) handle(ctx context.Context, conn net.Conn) {
 		exit(128)
 		return
 	}
+	// The hook sends nothing after its request: a read that returns means
+	// it has gone (its upload-pack died with the client), and so has the
+	// reader of what this request would write. Its wait for a slot and a
+	// pack-objects run for it alone end then; a cache generation goes on
+	// for the others.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		var b [1]byte
+		conn.Read(b[:])
+		cancel()
+	}()
 	req := Request{RepoPath: sess.repoPath, Repo: sess.repo, User: sess.user, Args: args, Stdin: stdin}
 	code, err := s.cache.Serve(ctx, req, stdout, stderr)
 	if IsBusy(err) {
