@@ -20,8 +20,11 @@ import (
 const (
 	maxLocksPerRepo  = 10000
 	maxLockPathBytes = 4096
-	maxLocksFile     = 16 << 20
 )
+
+// maxLocksFile bounds a repository's lock file, read and written (a
+// variable only so that tests can reach it without writing 16 MiB).
+var maxLocksFile int64 = 16 << 20
 
 // Errors from the lock store.
 var (
@@ -93,7 +96,7 @@ func (l *Locks) write(repo string, locks []Lock) error {
 	if err != nil {
 		return err
 	}
-	if len(data) > maxLocksFile {
+	if int64(len(data)) > maxLocksFile {
 		// read would refuse it, and with it every lock request of repo.
 		return ErrTooManyLocks
 	}
