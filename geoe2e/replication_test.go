@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -347,6 +348,42 @@ func TestGeoReplication(t *testing.T) {
 			!strings.Contains(body, `gitgate_geo_replication_lag_seconds{node="eu"} 0`) {
 			t.Errorf("metrics on a secondary:\n%s", grepLines(body, "gitgate_geo_"))
 		}
+	})
+
+	// Last, as it adds a repository the counts above do not expect.
+	t.Run("a failing repository does not hold up the others", func(t *testing.T) {
+		mustCLI(t, env, P, "repo", "create", "group/broken", "--readme")
+		everywhere("new repository", "group/broken")
+		// On the primary's disk: a commit whose blob is then removed, so
+		// every fetch of the repository fails on the primary's side
+		// (upload-pack cannot read it) until the blob is back.
+		pBroken := filepath.Join(P, "repositories", "group", "broken.git")
+		data := filepath.Join(work, "lost.txt")
+		if err := os.WriteFile(data, []byte("lost and found\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		blob := gittest.MustGit(t, env, "", "--git-dir", pBroken, "hash-object", "-w", data)
+		idx := append(slices.Clone(env), "GIT_INDEX_FILE="+filepath.Join(work, "broken.index"))
+		gittest.MustGit(t, idx, "", "--git-dir", pBroken, "read-tree", "main")
+		gittest.MustGit(t, idx, "", "--git-dir", pBroken, "update-index", "--add", "--cacheinfo", "100644,"+blob+",lost.txt")
+		tree := gittest.MustGit(t, idx, "", "--git-dir", pBroken, "write-tree")
+		c := gittest.MustGit(t, env, "", "--git-dir", pBroken, "commit-tree", tree, "-p", "main", "-m", "needs the lost blob")
+		if err := os.Remove(filepath.Join(pBroken, "objects", blob[:2], blob[2:])); err != nil {
+			t.Fatal(err)
+		}
+		gittest.MustGit(t, env, "", "--git-dir", pBroken, "update-ref", "refs/heads/main", c) // an event
+
+		commit("while another repository fails")
+		gittest.MustGit(t, env, clone, "push", "-q", "origin", "main")
+		everywhere("a push while another repository fails", "group/project")
+		await(t, "the broken repository counted as failed on a secondary", func() bool {
+			code, body := httpGet(t, secs[0].url()+geo.NodesPath, "PRIVATE-TOKEN", root)
+			return code == http.StatusOK && strings.Contains(body, `"failed":1`)
+		})
+
+		// The blob back: the retry (with backoff) completes the copy.
+		gittest.MustGit(t, env, "", "--git-dir", pBroken, "hash-object", "-w", data)
+		everywhere("the failed repository after its retry", "group/broken")
 	})
 }
 
