@@ -1,17 +1,15 @@
 package clienttest
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/gitgate/gitgate/internal/gittest"
 )
 
 // gitgateBin is the gitgate binary built from this module for the package.
@@ -68,62 +66,8 @@ func startGate(t *testing.T, maintenance bool, repos []string, pubKey string) *g
 		g.cli(t, "maintenance", "enable")
 	}
 
-	logf, err := os.Create(g.logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(gitgateBin, "serve", "--http-listen", "127.0.0.1:0", "--ssh-listen", "127.0.0.1:0", "--shutdown-grace", "5s")
-	cmd.Env = g.env()
-	cmd.Stderr = logf
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	hostc := make(chan [2]string, 1)
-	done := make(chan error, 1)
-	go func() {
-		re := regexp.MustCompile(`^(http|ssh): listening on (?:http://|ssh://git@)(\S+)`)
-		sc := bufio.NewScanner(stdout)
-		var hosts [2]string // http, ssh: ssh is printed last
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil && m[1] == "http" {
-				hosts[0] = m[2]
-			} else if m != nil {
-				hosts[1] = m[2]
-				hostc <- hosts
-			}
-		}
-		close(hostc)
-		done <- cmd.Wait()
-		logf.Close()
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-done
-			t.Errorf("gate did not stop within 15s of SIGTERM")
-		}
-		if t.Failed() {
-			log, _ := os.ReadFile(g.logPath)
-			t.Logf("gate log (maintenance=%v):\n%s", maintenance, log)
-		}
-	})
-	select {
-	case hosts, ok := <-hostc:
-		if !ok {
-			log, _ := os.ReadFile(g.logPath)
-			t.Fatalf("gate exited before listening:\n%s", log)
-		}
-		g.httpHost, g.sshHost = hosts[0], hosts[1]
-	case <-time.After(30 * time.Second):
-		t.Fatalf("gate did not print its addresses within 30s")
-	}
+	gate := gittest.Serve(t, gitgateBin, g.env(), g.logPath)
+	g.httpHost, g.sshHost = gate.HTTPHost, gate.SSHHost
 	return g
 }
 

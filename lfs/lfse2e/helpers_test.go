@@ -1,7 +1,6 @@
 package lfse2e
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,11 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gitgate/gitgate/internal/gittest"
 )
 
 var binPath string // the gitgate binary, built once by TestMain
@@ -127,62 +126,9 @@ func (w *world) serve() {
 	t := w.t
 	t.Helper()
 	w.logPath = filepath.Join(w.root, "gate.log")
-	logf, err := os.Create(w.logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(binPath, "serve", "--http-listen", "127.0.0.1:0", "--ssh-listen", "127.0.0.1:0", "--shutdown-grace", "5s")
-	cmd.Env = append(w.env(), "GITGATE_SIGNIN_MAX_FAILURES=1000")
-	cmd.Stderr = logf
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	hostc := make(chan [2]string, 1)
-	done := make(chan error, 1)
-	go func() {
-		re := regexp.MustCompile(`^(http|ssh): listening on (?:http://|ssh://git@)(\S+)`)
-		sc := bufio.NewScanner(stdout)
-		var hosts [2]string
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil && m[1] == "http" {
-				hosts[0] = m[2]
-			} else if m != nil {
-				hosts[1] = m[2]
-				hostc <- hosts
-			}
-		}
-		close(hostc)
-		done <- cmd.Wait()
-		logf.Close()
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("gate exit after SIGTERM: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-done
-			t.Errorf("gate did not stop within 15s of SIGTERM")
-		}
-	})
-	select {
-	case hosts, ok := <-hostc:
-		if !ok {
-			log, _ := os.ReadFile(w.logPath)
-			t.Fatalf("gate exited before listening:\n%s", log)
-		}
-		w.httpHost = hosts[0]
-		_, w.sshPort, _ = strings.Cut(hosts[1], ":")
-	case <-time.After(30 * time.Second):
-		t.Fatalf("gate did not print its addresses within 30s")
-	}
+	gate := gittest.Serve(t, binPath, append(w.env(), "GITGATE_SIGNIN_MAX_FAILURES=1000"), w.logPath)
+	w.httpHost = gate.HTTPHost
+	_, w.sshPort, _ = strings.Cut(gate.SSHHost, ":")
 }
 
 // httpURL is repo's clone URL with user's token ("" user: anonymous).
