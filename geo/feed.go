@@ -62,6 +62,8 @@ type Event struct {
 	Repo string `json:"repo,omitempty"`
 	// State is the repository's refs after the change.
 	State RefState `json:"state,omitzero"`
+	// LFS is set when the repository's Git LFS objects changed.
+	LFS bool `json:"lfs,omitempty"`
 	// Deleted is set when the repository is gone from the primary.
 	Deleted bool `json:"deleted,omitempty"`
 	// Access is the access data version, for an access data change.

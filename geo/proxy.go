@@ -417,8 +417,10 @@ type Authenticator interface {
 // is a git-receive-pack request (info/refs or POST) for the token's
 // repository; a git-upload-pack request needs a replicate-scoped token
 // for its repository and is authenticated as the site, which the policy
-// lets read that one repository (gitgate.User.SiteRepo). Any other
-// request with such a header is refused. Requests
+// lets read that one repository (gitgate.User.SiteRepo). A Git LFS API
+// request (/<repo>.git/info/lfs/...) needs a push-scoped token for its
+// repository, as a push does: a secondary sends LFS writes this way. Any
+// other request with such a header is refused. Requests
 // without it go to next. The primary then applies its own access rules and
 // maintenance state to that user.
 func (v *Verifier) Authenticator(next Authenticator) Authenticator {
@@ -441,6 +443,13 @@ func (a *pushAuthenticator) Authenticate(r *http.Request) (*gitgate.User, error)
 			return nil, fmt.Errorf("GL-Geo replicate token: %w", err)
 		}
 		return &gitgate.User{Name: "geo-site:" + c.Node, SiteRepo: c.Repo}, nil
+	}
+	if repo, ok := lfsPathRepo(r); ok {
+		c, err := a.v.Verify(h, ScopePush, repo)
+		if err != nil {
+			return nil, fmt.Errorf("GL-Geo push token (LFS): %w", err)
+		}
+		return c.PushUser(), nil
 	}
 	repo, _, ok := receivePackRepo(r)
 	if !ok {

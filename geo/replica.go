@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gitgate/gitgate/gitgate"
+	"github.com/gitgate/gitgate/lfs"
 )
 
 // Defaults of ReplicaOptions.
@@ -72,6 +73,12 @@ type ReplicaOptions struct {
 	TrashRetention time.Duration
 	// FetchTimeout bounds one fetch (default 1 hour).
 	FetchTimeout time.Duration
+	// LFS is this site's Git LFS store; nil: LFS objects are not
+	// replicated.
+	LFS *lfs.Store
+	// LFSMaxObjectSize is the largest LFS object copied (default
+	// lfs.DefaultMaxObjectSize).
+	LFSMaxObjectSize int64
 	// RetryMin and RetryMax bound the backoff of a failing repository
 	// (defaults 1 s and 5 min).
 	RetryMin, RetryMax time.Duration
@@ -84,6 +91,8 @@ type ReplicationStatus struct {
 	Synced  int `json:"synced"`
 	Pending int `json:"pending"`
 	Failed  int `json:"failed"`
+	// LFS counts the Git LFS objects of the repositories by state.
+	LFS LFSCounts `json:"lfs"`
 	// OldestUnsynced is when the oldest change not yet replicated was made
 	// on the primary (zero when none).
 	OldestUnsynced time.Time `json:"oldest_unsynced,omitzero"`
@@ -115,7 +124,7 @@ type RepoError struct {
 // Done reports "0 pending, 0 failed" after a comparison of every
 // repository: everything replicated and verified.
 func (s ReplicationStatus) Done() bool {
-	return !s.Reconciled.IsZero() && s.Pending == 0 && s.Failed == 0
+	return !s.Reconciled.IsZero() && s.Pending == 0 && s.Failed == 0 && s.LFS.Pending == 0 && s.LFS.Failed == 0
 }
 
 type repoState struct {
@@ -129,6 +138,7 @@ type repoState struct {
 	again    bool
 	queued   bool
 	missing  time.Time // when the primary was first seen without it
+	lfs      LFSCounts // its LFS objects, as last synced
 }
 
 // Replicator keeps a secondary's repositories and access data equal to the
@@ -151,6 +161,7 @@ type Replicator struct {
 	reconciled   time.Time
 	reconcileNow chan struct{}
 	reportNow    chan struct{}
+	lfsVerified  map[string]lfsStamp // oid → the file as it was when verified
 }
 
 // NewReplicator returns the replication of the secondary that f follows.
@@ -173,6 +184,9 @@ func NewReplicator(f *Follower, opts ReplicaOptions) *Replicator {
 	if opts.FetchTimeout <= 0 {
 		opts.FetchTimeout = DefaultFetchTimeout
 	}
+	if opts.LFSMaxObjectSize <= 0 {
+		opts.LFSMaxObjectSize = lfs.DefaultMaxObjectSize
+	}
 	if opts.RetryMin <= 0 {
 		opts.RetryMin = defaultRetryMin
 	}
@@ -183,6 +197,7 @@ func NewReplicator(f *Follower, opts ReplicaOptions) *Replicator {
 		f: f, opts: opts, log: f.log.With("geo_part", "replication"), now: time.Now,
 		work: make(chan string, 1<<16), repos: map[string]*repoState{},
 		reconcileNow: make(chan struct{}, 1), reportNow: make(chan struct{}, 1),
+		lfsVerified: map[string]lfsStamp{},
 	}
 	if opts.Access != nil {
 		if _, v, err := opts.Access.Export(context.Background()); err == nil {
@@ -252,7 +267,7 @@ func (r *Replicator) eventsLoop(ctx context.Context) {
 		r.seq = resp.Seq
 		for _, e := range resp.Events {
 			if e.Repo != "" {
-				r.wantLocked(e.Repo, e.State, e.Deleted, e.Time)
+				r.wantLocked(e.Repo, e.State, e.Deleted, e.LFS, e.Time)
 			}
 		}
 		accessStale := resp.Access != "" && resp.Access != r.accessVer
@@ -265,7 +280,8 @@ func (r *Replicator) eventsLoop(ctx context.Context) {
 }
 
 // wantLocked records the primary's state of a repository and queues it.
-func (r *Replicator) wantLocked(name string, st RefState, deleted bool, at time.Time) {
+// An LFS change queues it even when its refs are already synced.
+func (r *Replicator) wantLocked(name string, st RefState, deleted, lfsChanged bool, at time.Time) {
 	if !canonical(name) {
 		return
 	}
@@ -282,6 +298,9 @@ func (r *Replicator) wantLocked(name string, st RefState, deleted bool, at time.
 	}
 	rs.missing = time.Time{}
 	if rs.want == st && rs.state == StateSynced {
+		if lfsChanged && r.opts.LFS != nil {
+			r.queueLocked(name, rs)
+		}
 		return
 	}
 	rs.want = st
@@ -336,6 +355,9 @@ func (r *Replicator) worker(ctx context.Context) {
 		r.mu.Unlock()
 
 		err := r.sync(ctx, name, want)
+		if err == nil {
+			err = r.syncLFS(ctx, name)
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -394,6 +416,9 @@ func (r *Replicator) sync(ctx context.Context, name string, want RefState) error
 		return r.publish(repo)
 	} else if err != nil {
 		return err
+	}
+	if got, err := Checksum(ctx, r.opts.Git, repo.Path); err == nil && got == want {
+		return nil // already equal (a check of its LFS objects)
 	}
 	return r.fetchVerified(ctx, repo, want)
 }
@@ -632,10 +657,13 @@ func (r *Replicator) reconcile(ctx context.Context) error {
 		rs.missing = time.Time{}
 		_, have := localPath[e.Name]
 		if have && results[i].err == nil && results[i].st == e.State {
-			if !rs.running && rs.state != StateSynced {
+			if !rs.running && rs.state != StateSynced && (r.opts.LFS == nil || rs.state != StateFailed) {
 				rs.state, rs.since, rs.attempts, rs.lastErr = StateSynced, time.Time{}, 0, ""
 			}
 			rs.want = e.State
+			if r.opts.LFS != nil && !(rs.state == StateFailed && now.Before(rs.next)) {
+				r.queueLocked(e.Name, rs) // its LFS objects are checked too
+			}
 			continue
 		}
 		if have && rs.state == StateSynced && results[i].err == nil {
@@ -857,6 +885,9 @@ func (r *Replicator) Status() ReplicationStatus {
 	sort.Strings(names)
 	for _, name := range names {
 		rs := r.repos[name]
+		s.LFS.Synced += rs.lfs.Synced
+		s.LFS.Pending += rs.lfs.Pending
+		s.LFS.Failed += rs.lfs.Failed
 		switch rs.state {
 		case StateSynced:
 			s.Synced++

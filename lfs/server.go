@@ -1,12 +1,14 @@
 package lfs
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -31,8 +33,6 @@ const (
 
 // Texts shown to LFS clients besides the policy's own refusals.
 const (
-	// SecondaryMessage refuses LFS writes on a Geo secondary.
-	SecondaryMessage     = "LFS objects and locks can be changed only on the primary site; push to the primary."
 	objectMissingMessage = "Object does not exist"
 	badTokenMessage      = "The LFS authorization is invalid or has expired; try again."
 	badRequestMessage    = "Invalid LFS request."
@@ -79,14 +79,27 @@ type Config struct {
 	// DefaultURL gives the HTTP listener's URL, for SSH answers when no
 	// ExternalURL is set.
 	DefaultURL func() string
-	// Secondary is set on a Geo secondary: LFS writes are refused there.
-	Secondary bool
+	// Primary is set on a Geo secondary: the writes this site's policy
+	// allows (upload batches, object uploads and verifies) and every lock
+	// request go to the Geo primary through it, which decides them again.
+	Primary PrimaryProxy
+	// OnStored, when set, is called after an object has been stored and
+	// linked to a repository (a Geo primary records a change for it).
+	OnStored func(repo string)
 
 	MaxBatchBody    int64
 	MaxBatchObjects int
 	MaxObjectSize   int64
 	ActionTTL       time.Duration
 	IdleTimeout     time.Duration
+}
+
+// PrimaryProxy sends an LFS API request to the Geo primary, on behalf of
+// user, for the canonical repository repo; rest is the path after
+// "/info/lfs/" and body the request body (the bytes already read, or the
+// stream), contentLength its length (-1: unknown). It answers the client.
+type PrimaryProxy interface {
+	ProxyLFS(w http.ResponseWriter, r *http.Request, rest string, body io.Reader, contentLength int64, user *gitgate.User, repo string)
 }
 
 // Server serves the LFS API under /<repo>.git/info/lfs/.
@@ -276,10 +289,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// data.
 	var batch batchRequest
 	var lockReq lockRequest
+	var raw []byte // the JSON request as it came, for the Geo primary
 	svc := gitgate.LFSDownload
 	switch rt.ep {
 	case epBatch:
-		if !s.readJSON(w, r, &batch) {
+		if raw, ok = s.readJSON(w, r, &batch); !ok {
 			return
 		}
 		switch batch.Operation {
@@ -304,7 +318,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		svc = gitgate.LFSLock
 	}
 	if r.Method == http.MethodPost && rt.ep != epBatch {
-		if !s.readJSON(w, r, &lockReq) {
+		if raw, ok = s.readJSON(w, r, &lockReq); !ok {
 			return
 		}
 	}
@@ -315,6 +329,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.log = log.With("repo", req.op.Repo, "user", req.op.User.String(), "service", string(svc))
+	if s.cfg.Primary != nil && (svc.IsWrite() || rt.ep == epLocks || rt.ep == epLocksVerify || rt.ep == epUnlock) {
+		// A Geo secondary: the primary holds the objects' writes and
+		// the locks, and decides again with its own state.
+		var body io.Reader = bytes.NewReader(raw)
+		size := int64(len(raw))
+		if raw == nil {
+			body, size = r.Body, r.ContentLength
+			if r.Method == http.MethodGet {
+				body, size = http.NoBody, 0
+			}
+		}
+		rest := r.URL.Path[strings.Index(r.URL.Path, "/info/lfs/")+len("/info/lfs/"):]
+		s.cfg.Primary.ProxyLFS(w, r, rest, body, size, req.op.User, req.op.Repo)
+		return
+	}
 
 	switch rt.ep {
 	case epBatch:
@@ -392,11 +421,6 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, req *request, rt
 			return false
 		}
 	}
-	if s.cfg.Secondary && req.op.Service.IsWrite() {
-		s.cfg.Metrics.refused(req.op.Service, "secondary")
-		writeError(w, http.StatusForbidden, SecondaryMessage)
-		return false
-	}
 	return true
 }
 
@@ -433,21 +457,24 @@ func refusalReason(r *gitgate.Refusal) string {
 	return "forbidden"
 }
 
-// readJSON decodes a bounded JSON request body into v, answering 4xx and
-// returning false when it cannot.
-func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBatchBody)
-	dec := json.NewDecoder(body)
-	if err := dec.Decode(v); err != nil {
+// readJSON decodes a bounded JSON request body into v and returns its
+// bytes, answering 4xx and returning false when it cannot.
+func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) ([]byte, bool) {
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBatchBody))
+	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			writeError(w, http.StatusRequestEntityTooLarge, "The LFS request is too large.")
-			return false
+			return nil, false
 		}
 		writeError(w, http.StatusUnprocessableEntity, badRequestMessage)
-		return false
+		return nil, false
 	}
-	return true
+	if err := json.NewDecoder(bytes.NewReader(raw)).Decode(v); err != nil {
+		writeError(w, http.StatusUnprocessableEntity, badRequestMessage)
+		return nil, false
+	}
+	return raw, true
 }
 
 // baseURL is where hrefs point: the configured external URL, or else the

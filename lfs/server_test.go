@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -337,16 +338,42 @@ func TestSSHAuthenticate(t *testing.T) {
 	}
 }
 
-// TestSecondaryRefusesWrites: on a Geo secondary, LFS writes are refused
-// with a message that sends the user to the primary; reads work.
-func TestSecondaryRefusesWrites(t *testing.T) {
-	f := newFixture(t, func(c *Config) { c.Secondary = true })
-	w := f.call("POST", "/proj.git/info/lfs/objects/batch", "alice", strings.NewReader(`{"operation":"upload","objects":[]}`))
-	if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), SecondaryMessage) {
-		t.Fatalf("upload on a secondary: %d %s", w.Code, w.Body)
+// recordingPrimary is a PrimaryProxy that records what it was given.
+type recordingPrimary struct {
+	calls []string
+}
+
+func (p *recordingPrimary) ProxyLFS(w http.ResponseWriter, r *http.Request, rest string, body io.Reader, n int64, user *gitgate.User, repo string) {
+	b, _ := io.ReadAll(body)
+	p.calls = append(p.calls, r.Method+" "+repo+" "+rest+" "+user.String()+" "+string(b))
+	w.WriteHeader(http.StatusTeapot)
+}
+
+// TestSecondarySendsWritesToPrimary: on a Geo secondary, the LFS writes
+// its own policy allows and every lock request go to the primary, with the
+// request body as it came; downloads are served here, and a write the
+// secondary's policy refuses never reaches the primary.
+func TestSecondarySendsWritesToPrimary(t *testing.T) {
+	p := &recordingPrimary{}
+	f := newFixture(t, func(c *Config) { c.Primary = p })
+	upload := `{"operation":"upload","objects":[],"ref":{"name":"refs/heads/main"}}`
+	if w := f.call("POST", "/proj.git/info/lfs/objects/batch", "alice", strings.NewReader(upload)); w.Code != http.StatusTeapot {
+		t.Fatalf("upload batch on a secondary: %d %s", w.Code, w.Body)
+	}
+	if w := f.call("GET", "/proj.git/info/lfs/locks", "alice", nil); w.Code != http.StatusTeapot {
+		t.Fatalf("lock listing on a secondary: %d %s", w.Code, w.Body)
 	}
 	if w := f.call("POST", "/proj.git/info/lfs/objects/batch", "alice", strings.NewReader(`{"operation":"download","objects":[]}`)); w.Code != http.StatusOK {
 		t.Fatalf("download on a secondary: %d %s", w.Code, w.Body)
+	}
+	want := []string{"POST proj objects/batch alice " + upload, "GET proj locks alice "}
+	if !slices.Equal(p.calls, want) {
+		t.Fatalf("proxied:\n%q\nwant\n%q", p.calls, want)
+	}
+	f.state.on.Store(true)
+	w := f.call("POST", "/proj.git/info/lfs/objects/batch", "alice", strings.NewReader(upload))
+	if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), gitgate.MaintenanceMessage) || len(p.calls) != 2 {
+		t.Fatalf("upload on a secondary in maintenance: %d %s, proxied %d", w.Code, w.Body, len(p.calls))
 	}
 }
 

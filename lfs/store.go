@@ -208,3 +208,79 @@ func (s *Store) link(repo, oid string) error {
 	}
 	return atomicfile.SyncDir(filepath.Dir(p))
 }
+
+// Object is an LFS object: its oid and size.
+type Object struct {
+	OID  string `json:"oid"`
+	Size int64  `json:"size"`
+}
+
+// Objects lists the objects linked to repo that are in the store, sorted
+// by oid.
+func (s *Store) Objects(repo string) ([]Object, error) {
+	root := filepath.Join(s.dir, "links", repoKey(repo))
+	var out []Object
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && p == root {
+				return fs.SkipAll
+			}
+			return err
+		}
+		if d.IsDir() || !ValidOID(d.Name()) {
+			return nil
+		}
+		if size, ok := s.Stat(repo, d.Name()); ok {
+			out = append(out, Object{OID: d.Name(), Size: size})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lfs: list objects: %w", err)
+	}
+	return out, nil // WalkDir visits in lexical order: sorted by oid
+}
+
+// Check reads the stored object oid and returns nil when it is there with
+// exactly size bytes whose SHA-256 is oid; otherwise an error wrapping
+// fs.ErrNotExist, ErrSizeMismatch or ErrHashMismatch.
+func (s *Store) Check(oid string, size int64) error {
+	if !ValidOID(oid) {
+		return ErrInvalidOID
+	}
+	f, err := os.Open(s.objectPath(oid))
+	if err != nil {
+		return fmt.Errorf("lfs: object %s: %w", oid, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, io.LimitReader(f, size+1))
+	if err != nil {
+		return fmt.Errorf("lfs: read object %s: %w", oid, err)
+	}
+	if n != size {
+		return fmt.Errorf("%w: object %s has %s bytes, want %d", ErrSizeMismatch, oid, received(n, size), size)
+	}
+	if hex.EncodeToString(h.Sum(nil)) != oid {
+		return fmt.Errorf("object %s: %w", oid, ErrHashMismatch)
+	}
+	return nil
+}
+
+// Link records that repo has the object oid, which must be in the store
+// (checked by the caller: Link does not read it).
+func (s *Store) Link(repo, oid string) error {
+	if !ValidOID(oid) {
+		return ErrInvalidOID
+	}
+	return s.link(repo, oid)
+}
+
+// ObjectStat returns the file information of the stored object oid,
+// linked or not.
+func (s *Store) ObjectStat(oid string) (fs.FileInfo, error) {
+	if !ValidOID(oid) {
+		return nil, ErrInvalidOID
+	}
+	return os.Lstat(s.objectPath(oid))
+}

@@ -190,6 +190,9 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request, req *request, oi
 	}
 	end(gitgate.OutcomeOK, 0)
 	s.cfg.Metrics.stored(n)
+	if s.cfg.OnStored != nil {
+		s.cfg.OnStored(req.op.Repo)
+	}
 	req.log.Info("lfs object stored", "oid", oid, "bytes", n)
 	w.WriteHeader(http.StatusOK)
 }

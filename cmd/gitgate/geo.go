@@ -97,6 +97,9 @@ func printReplication(w io.Writer, r *geo.ReplicationStatus, now time.Time) {
 	} else {
 		fmt.Fprintf(w, "repositories:     %d synced, %d pending, %d failed\n", r.Synced, r.Pending, r.Failed)
 	}
+	if r.LFS != (geo.LFSCounts{}) {
+		fmt.Fprintf(w, "lfs objects:      %d synced, %d pending, %d failed\n", r.LFS.Synced, r.LFS.Pending, r.LFS.Failed)
+	}
 	fmt.Fprintf(w, "oldest unsynced:  %s\n", oldestUnsynced(r, now))
 	contact := "never"
 	if !r.LastContact.IsZero() {

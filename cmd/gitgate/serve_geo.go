@@ -13,6 +13,7 @@ import (
 	"github.com/gitgate/gitgate/gitgate"
 	"github.com/gitgate/gitgate/hooks"
 	"github.com/gitgate/gitgate/httpgit"
+	"github.com/gitgate/gitgate/lfs"
 )
 
 // Geo roles.
@@ -121,6 +122,7 @@ type geoSite struct {
 	follower *geo.Follower
 	feed     *geo.Feed       // primary: the change log
 	replica  *geo.Replicator // secondary: the replication
+	lfsStore *lfs.Store      // primary: the LFS objects it serves to secondaries
 	dataDir  string
 }
 
@@ -211,6 +213,7 @@ func (gs *geoSite) handlers(register func(string, http.Handler), admin func(http
 		register("GET "+geo.RepositoriesPath, gs.primary.RepositoriesHandler(gs.feed))
 		register("GET "+geo.AccessPath, gs.primary.AccessHandler(&geo.FileAccess{DataDir: gs.dataDir}))
 		register("POST "+geo.ReportPath, gs.primary.ReportHandler())
+		gs.lfsHandlers(register)
 	case gs.follower != nil:
 		register("GET "+geo.NodesPath, admin(gs.follower.SelfHandler()))
 	}

@@ -2,12 +2,14 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
 	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/gitgate/gitgate/geo"
 	"github.com/gitgate/gitgate/httpgit"
 	"github.com/gitgate/gitgate/lfs"
 )
@@ -79,12 +81,53 @@ func (s *serveCmd) lfsServer(g *gate, auth httpgit.Authenticator) (*lfs.Server, 
 		Tracker: g.tracker, Limiter: g.limiter, Metrics: m, Log: s.log,
 		ExternalURL:   s.lfs.externalURL,
 		DefaultURL:    func() string { return g.httpURL },
-		Secondary:     g.geo.pushProxy() != nil,
+		Primary:       g.geo.lfsPrimary(),
+		OnStored:      g.geo.lfsStored(),
 		MaxObjectSize: s.lfs.maxObjectSize,
 	})
 	if err != nil {
 		return nil, err
 	}
 	g.lfs = srv
+	g.geo.useLFS(store, s.lfs.maxObjectSize)
 	return srv, nil
+}
+
+// lfsPrimary is where a Geo secondary sends LFS writes and lock requests:
+// the primary (nil on other sites).
+func (gs *geoSite) lfsPrimary() lfs.PrimaryProxy {
+	if p := gs.pushProxy(); p != nil {
+		return p
+	}
+	return nil
+}
+
+// lfsStored records a change for an LFS upload on a Geo primary, so that
+// its secondaries copy the object at once (nil on other sites).
+func (gs *geoSite) lfsStored() func(repo string) {
+	if gs == nil || gs.feed == nil {
+		return nil
+	}
+	return gs.feed.LFSChanged
+}
+
+// useLFS replicates LFS objects with the repositories: a primary serves
+// its store to the secondaries, a secondary copies into its own.
+func (gs *geoSite) useLFS(store *lfs.Store, maxObjectSize int64) {
+	switch {
+	case gs == nil:
+	case gs.replica != nil:
+		gs.replica.UseLFS(store, maxObjectSize)
+	case gs.primary != nil:
+		gs.lfsStore = store
+	}
+}
+
+// lfsHandlers registers a primary's LFS replication endpoints.
+func (gs *geoSite) lfsHandlers(register func(string, http.Handler)) {
+	if gs.lfsStore == nil {
+		return
+	}
+	register("GET "+geo.LFSObjectsPath, gs.primary.LFSObjectsHandler(gs.lfsStore))
+	register("GET "+geo.LFSObjectPath, gs.primary.LFSObjectHandler(gs.lfsStore))
 }
