@@ -205,6 +205,13 @@ func TestPushAuthenticator(t *testing.T) {
 		{"GET", "/group/other.git/info/refs?service=git-receive-pack", push, "", ErrWrongRepo},
 		{"GET", "/group/project.git/info/refs?service=git-receive-pack", status, "", ErrWrongScope},
 		{"GET", "/group/project.git/info/refs?service=git-receive-pack", "GL-Geo eu:garbage", "", ErrMalformed},
+		{"POST", "/group/project.git/info/lfs/objects/batch", push, "alice", nil},
+		{"PUT", "/group/project.git/info/lfs/objects/" + strings.Repeat("a", 64), push, "alice", nil},
+		{"POST", "/group/project.git/info/lfs/locks", push, "alice", nil},
+		{"POST", "/group/other.git/info/lfs/objects/batch", push, "", ErrWrongRepo},
+		{"POST", "/group/./project.git/info/lfs/objects/batch", push, "", ErrWrongRepo},
+		{"POST", "/group/project.git/info/lfs/objects/batch", status, "", ErrWrongScope},
+		{"POST", "/group/project.git/info/lfs/objects/batch", "", "from-next", nil},
 		{"GET", "/group/project.git/info/refs?service=git-receive-pack", "", "from-next", nil},
 		{"GET", "/group/project.git/info/refs?service=git-receive-pack", "Basic YTpi", "from-next", nil},
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -335,4 +336,50 @@ func shardOf(repo string) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(repo))
 	return h.Sum32() % lockShards
+}
+
+// TestStoreObjectsAndCheck: Objects lists what is linked to a repository
+// (not another's), Check finds a copy whose bytes changed on disk, and
+// Link makes a stored object a repository's.
+func TestStoreObjectsAndCheck(t *testing.T) {
+	s, _ := newTestStore(t)
+	a, b := []byte("object a"), []byte("object b, longer")
+	for _, c := range []struct {
+		repo string
+		data []byte
+	}{{"p", a}, {"q", b}} {
+		if _, err := s.Put(c.repo, oidOf(c.data), int64(len(c.data)), bytes.NewReader(c.data), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Objects("p")
+	if err != nil || len(got) != 1 || got[0] != (Object{OID: oidOf(a), Size: int64(len(a))}) {
+		t.Fatalf("Objects(p) = %v, %v", got, err)
+	}
+	if got, err := s.Objects("none"); err != nil || len(got) != 0 {
+		t.Fatalf("Objects(none) = %v, %v", got, err)
+	}
+	if err := s.Check(oidOf(a), int64(len(a))); err != nil {
+		t.Fatalf("Check of a good object: %v", err)
+	}
+	if err := s.Check(oidOf(a), int64(len(a))+1); !errors.Is(err, ErrSizeMismatch) {
+		t.Fatalf("Check with the wrong size: %v", err)
+	}
+	p := s.objectPath(oidOf(a))
+	os.Chmod(p, 0o640)
+	if err := os.WriteFile(p, []byte("object A"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(oidOf(a), int64(len(a))); !errors.Is(err, ErrHashMismatch) {
+		t.Fatalf("Check of a corrupted object: %v", err)
+	}
+	if err := s.Check(oidOf([]byte("absent")), 6); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Check of a missing object: %v", err)
+	}
+	if err := s.Link("p", oidOf(b)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Objects("p"); len(got) != 2 {
+		t.Fatalf("after Link: %v", got)
+	}
 }
