@@ -122,6 +122,22 @@
 // (default 10 minutes) is moved to <data-dir>/geo-trash/, whose entries
 // are removed after TrashRetention (default 7 days).
 //
+// Git LFS objects replicate with their repository: after a repository's
+// refs are synced (or found equal), the secondary asks the primary for the
+// objects linked to it (GET /api/v4/geo/lfs/objects?repo=, a replicate
+// token for that repository) and downloads each one it does not hold
+// verified (GET /api/v4/geo/lfs/object?repo=&oid=), streamed into its LFS
+// store, which checks oid and size before the object exists; then links
+// it to the repository. An object already stored is hashed again when its
+// file changed since it was last verified (and once after each start), so
+// a copy corrupted on disk is found on the next reconcile and copied
+// again. A repository whose objects fail is "failed" and retried with
+// backoff, like a failed fetch; the objects are counted in
+// [ReplicationStatus].LFS. An upload on the primary is an event
+// ([Feed.LFSChanged]); the reconcile checks every repository's objects.
+// LFS writes sent to a secondary go to the primary ([Follower.ProxyLFS]),
+// authenticated there by a push token on the repository's LFS path.
+//
 // Access data: behind the [AccessData] interface (export snapshot bytes and
 // a version; import a snapshot), so any store can be replicated;
 // [FileAccess] is the access.yaml file. The secondary fetches the snapshot

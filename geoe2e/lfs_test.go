@@ -124,6 +124,8 @@ func TestGeoLFS(t *testing.T) {
 			out, _, _ := cli(t, env, S, "geo", "status")
 			return strings.Contains(out, "lfs objects:      2 synced, 0 pending, 0 failed")
 		})
+		out, _, _ := cli(t, env, S, "geo", "status")
+		t.Logf("gitgate geo status on the secondary:\n%s", out)
 	})
 
 	t.Run("a push through the secondary lands on the primary and comes back", func(t *testing.T) {
@@ -164,6 +166,7 @@ func TestGeoLFS(t *testing.T) {
 		if r.Err == nil || !strings.Contains(r.Stderr, "batch response: "+gitgate.MaintenanceMessage) {
 			t.Fatalf("git lfs push through the secondary in maintenance: %v %q", r.Err, r.Stderr)
 		}
+		t.Logf("git lfs push through the secondary in maintenance:\n%s", r.Stderr)
 		r = gittest.Git(t, env, clone, "push", userURL(sec), "main")
 		if r.Err == nil || !strings.Contains(r.Stderr, gitgate.MaintenanceMessage) {
 			t.Fatalf("git push through the secondary in maintenance: %v %q", r.Err, r.Stderr)

@@ -25,4 +25,28 @@
 // repository, operation and object. git-lfs-authenticate answers a header of
 // the same kind bound to user, repository and operation, so an SSH user needs
 // no HTTP token.
+//
+// # Geo
+//
+// On a Geo secondary (Config.Primary set) the objects are served from the
+// site's own store, which Geo replication fills (geo.Replicator copies each
+// repository's objects after its refs, through [Store.Put], so a copy is
+// checked against its oid and size exactly as an upload is). Writes go to
+// the primary: a request the secondary's own policy allows that uploads
+// (batch upload, object PUT, verify) or touches locks (all lock
+// endpoints, listing included: the locks live on the primary) is handed,
+// with its request body as it came, to the [PrimaryProxy], which sends it
+// to the same path on the primary with a push token for the user. The
+// primary authenticates that token as the user, decides again with its own
+// access rules and maintenance state, and its answer reaches the client
+// unchanged; its batch answers point at the primary's own object
+// endpoints (with its signed headers), so object bytes go to the primary
+// directly and never through the secondary. So a secondary with a stale
+// view of maintenance cannot let an upload through, and git-lfs shows the
+// primary's refusal message. A proxy of every object byte would work too,
+// but would double the traffic of every upload and need the secondary to
+// verify the primary's signed headers; pointing the client at the primary
+// is what the batch API's hrefs are for. On the primary, [Config.OnStored]
+// records a change for each stored object so that secondaries copy it at
+// once.
 package lfs

@@ -23,7 +23,7 @@ func NewMetrics() *Metrics {
 			Name: "gitgate_lfs_bytes_total", Help: "LFS object bytes served and stored.",
 		}, []string{"direction"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gitgate_lfs_refusals_total", Help: "LFS requests refused, by operation and reason (maintenance, not_found, forbidden, busy, secondary, bad_object).",
+			Name: "gitgate_lfs_refusals_total", Help: "LFS requests refused, by operation and reason (maintenance, not_found, forbidden, busy, bad_object).",
 		}, []string{"operation", "reason"}),
 	}
 }
