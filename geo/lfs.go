@@ -139,6 +139,9 @@ type LFSCounts struct {
 	Failed int `json:"failed"`
 }
 
+// errNotServed is a 404 from the primary.
+var errNotServed = errors.New("not served by the primary (404)")
+
 // maxLFSListing bounds an LFS listing read from the primary.
 const maxLFSListing = 64 << 20
 
@@ -153,7 +156,13 @@ func (r *Replicator) syncLFS(ctx context.Context, repo string) error {
 		return nil
 	}
 	var l LFSListing
-	if err := r.getReplicate(ctx, LFSObjectsPath, repo, url.Values{"repo": {repo}}, maxLFSListing, &l); err != nil {
+	err := r.getReplicate(ctx, LFSObjectsPath, repo, url.Values{"repo": {repo}}, maxLFSListing, &l)
+	if errors.Is(err, errNotServed) {
+		// A primary without an LFS store (or an older one): nothing to copy.
+		r.setLFS(repo, LFSCounts{})
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("lfs listing: %w", err)
 	}
 	counts := LFSCounts{Pending: len(l.Objects)}
@@ -258,6 +267,9 @@ func (r *Replicator) openReplicate(ctx context.Context, path, repo string, q url
 		body, _ := readAllLimit(resp.Body, 4<<10)
 		resp.Body.Close()
 		cancel()
+		if resp.StatusCode == http.StatusNotFound {
+			return nil, fmt.Errorf("%s: %w", path, errNotServed)
+		}
 		return nil, fmt.Errorf("%s: %w: %s", path, errPrimaryStatus, jsonMessage(body, resp.Status))
 	}
 	return &cancelBody{ReadCloser: resp.Body, cancel: cancel}, nil

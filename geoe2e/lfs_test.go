@@ -6,12 +6,20 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/gitgate/gitgate/geo"
 	"github.com/gitgate/gitgate/gitgate"
 	"github.com/gitgate/gitgate/internal/gittest"
 )
@@ -53,8 +61,11 @@ func TestGeoLFS(t *testing.T) {
 		args: []string{"--geo-role", "primary", "--geo-scan-interval", "300ms"}}
 	startGate(t, primary)
 	t.Cleanup(primary.stop)
+	// The secondary reaches the primary through a proxy that can damage
+	// the LFS objects it downloads.
+	damage := startDamageProxy(t, primary.url())
 	sec := &gate{t: t, name: "eu", data: S, env: env, logPath: filepath.Join(work, "eu.log"),
-		args: []string{"--geo-role", "secondary", "--geo-primary-url", primary.url(), "--geo-node-name", "eu",
+		args: []string{"--geo-role", "secondary", "--geo-primary-url", "http://" + damage.addr, "--geo-node-name", "eu",
 			"--geo-secret-file", filepath.Join(work, "eu.key"), "--geo-reconcile-interval", "1s"}}
 	startGate(t, sec)
 	t.Cleanup(sec.stop)
@@ -157,6 +168,29 @@ func TestGeoLFS(t *testing.T) {
 		}
 	})
 
+	t.Run("a wrong copy from the primary never becomes an object and is retried", func(t *testing.T) {
+		damage.armed.Store(true)
+		oids := addFiles(clone, "w", 1)
+		gittest.MustGit(t, env, clone, "push", "-q", "origin", "main")
+		await(t, "a damaged download", func() bool { return damage.damaged.Load() > 0 })
+		await(t, "the secondary counts the object failed", func() bool {
+			out, _, _ := cli(t, env, S, "geo", "status")
+			return regexp.MustCompile(`(?m)^lfs objects:\s+\d+ synced, 0 pending, [1-9]\d* failed$`).MatchString(out)
+		})
+		damage.armed.Store(false)
+		if _, err := os.Stat(objectPath(S, oids[0])); !os.IsNotExist(err) {
+			t.Fatalf("a damaged copy became an object: %v", err)
+		}
+		if tmp, _ := os.ReadDir(filepath.Join(S, "lfs", "tmp")); len(tmp) != 0 {
+			t.Fatalf("temporary files left: %d", len(tmp))
+		}
+		replicated("the object copied on a retry", oids)
+		await(t, "the secondary counts no failure", func() bool {
+			out, _, _ := cli(t, env, S, "geo", "status")
+			return strings.Contains(out, "lfs objects:      4 synced, 0 pending, 0 failed")
+		})
+	})
+
 	t.Run("in maintenance an upload through the secondary is refused", func(t *testing.T) {
 		mustCLI(t, env, P, "maintenance", "enable")
 		// Whether or not the secondary has heard of it yet, the upload
@@ -175,4 +209,50 @@ func TestGeoLFS(t *testing.T) {
 			t.Fatalf("an object was stored in maintenance")
 		}
 	})
+}
+
+// damageProxy forwards to the primary and, while armed, changes the first
+// byte of every LFS object the secondary downloads (same size, wrong hash).
+type damageProxy struct {
+	armed   atomic.Bool
+	damaged atomic.Int32
+	addr    string
+}
+
+func startDamageProxy(t testing.TB, target string) *damageProxy {
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &damageProxy{}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.FlushInterval = -1
+	rp.ErrorLog = log.New(io.Discard, "", 0)
+	rp.ModifyResponse = func(resp *http.Response) error {
+		if resp.Request.URL.Path == geo.LFSObjectPath && resp.StatusCode == http.StatusOK && p.armed.Load() {
+			p.damaged.Add(1)
+			resp.Body = &damagedBody{ReadCloser: resp.Body}
+		}
+		return nil
+	}
+	ln := listenLoopback(t)
+	p.addr = ln.Addr().String()
+	srv := &http.Server{Handler: rp}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return p
+}
+
+type damagedBody struct {
+	io.ReadCloser
+	done bool
+}
+
+func (b *damagedBody) Read(q []byte) (int, error) {
+	n, err := b.ReadCloser.Read(q)
+	if n > 0 && !b.done {
+		q[0] ^= 0xff
+		b.done = true
+	}
+	return n, err
 }
