@@ -70,6 +70,11 @@ func TestGeoLFS(t *testing.T) {
 	startGate(t, sec)
 	t.Cleanup(sec.stop)
 	t.Cleanup(func() {
+		for _, g := range []*gate{primary, sec} {
+			if strings.Contains(readFile(g.logPath), "DATA RACE") { // GEOE2E_RACE=1
+				t.Errorf("%s: the race detector reported a data race", g.name)
+			}
+		}
 		if t.Failed() {
 			for _, g := range []*gate{primary, sec} {
 				t.Logf("%s log:\n%s", g.name, readFile(g.logPath))
