@@ -146,8 +146,8 @@ func listTxns(dir string) ([]TxnMarker, error) {
 	return out, nil
 }
 
-// processAlive reports whether pid names a running process on this host.
-func processAlive(pid int) bool {
+// ProcessAlive reports whether pid names a running process on this host.
+func ProcessAlive(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
@@ -205,7 +205,7 @@ func WaitTxns(ctx context.Context, dir string, timeout time.Duration) error {
 			if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
-			if !processAlive(m.PID) {
+			if !ProcessAlive(m.PID) {
 				os.Remove(path) // stale: git died without the last hook run
 				continue
 			}
@@ -232,14 +232,34 @@ func WaitTxns(ctx context.Context, dir string, timeout time.Duration) error {
 	}
 }
 
+// TxnWaiter waits until the ref transactions registered at the time of the
+// call, and let through because maintenance mode was off, have finished;
+// after timeout it fails with a *FenceTimeoutError. [DirTxns] is the data
+// dir's registry; a shared database (package pgstore) is the site's.
+type TxnWaiter interface {
+	WaitTxns(ctx context.Context, timeout time.Duration) error
+}
+
+// DirTxns is the registry of a data dir's TxnDirName directory.
+type DirTxns string
+
+// WaitTxns waits for the markers in the directory (see [WaitTxns]).
+func (d DirTxns) WaitTxns(ctx context.Context, timeout time.Duration) error {
+	return WaitTxns(ctx, string(d), timeout)
+}
+
 // FencedStore is a Store whose Apply, when it enables maintenance mode,
 // returns only once the ref transactions that passed the hook's check
 // before the switch have finished (see [WaitTxns]). The CLI and the API
 // change the state through it.
 type FencedStore struct {
 	Store
-	// TxnDir is the data dir's TxnDirName directory.
+	// TxnDir is the data dir's TxnDirName directory, waited for unless
+	// Txns is set.
 	TxnDir string
+	// Txns, when set, is the registry waited for instead of TxnDir (the
+	// site's database).
+	Txns TxnWaiter
 	// Timeout bounds the wait; zero means DefaultFenceTimeout.
 	Timeout time.Duration
 	// Written, when set, is called after a change was written and before
@@ -267,10 +287,18 @@ func (f *FencedStore) Apply(ctx context.Context, c Change) (State, error) {
 	if c.Enabled == nil || !*c.Enabled || !st.Enabled {
 		return st, nil
 	}
-	err = WaitTxns(ctx, f.TxnDir, f.Timeout)
+	err = f.waiter().WaitTxns(ctx, f.Timeout)
 	var timeout *FenceTimeoutError
 	if err != nil && !errors.As(err, &timeout) {
 		err = fmt.Errorf("%w: %w", ErrFenceIncomplete, err)
 	}
 	return st, err
+}
+
+// waiter is the registry Apply waits for.
+func (f *FencedStore) waiter() TxnWaiter {
+	if f.Txns != nil {
+		return f.Txns
+	}
+	return DirTxns(f.TxnDir)
 }

@@ -113,11 +113,17 @@ func (s Script) RenderHook(name string) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+// EnvDatabaseURL names the site's database in a hook's environment; with
+// it, the records of ref updates are rows in the database, which only the
+// gitgate binary removes.
+const EnvDatabaseURL = "GITGATE_DATABASE_URL"
+
 // releaseInShell is the reference-transaction script's fast path for
 // "committed" and "aborted" when the repository has no hook of its own to
-// chain: it removes one record of the git process ($PPID, as the gitgate
-// hook would) without starting gitgate, which saves one start of the
-// binary per push. With a status URL there is no record to remove.
+// chain and no database is named in the environment: it removes one record
+// of the git process ($PPID, as the gitgate hook would) without starting
+// gitgate, which saves one start of the binary per push. With a status URL
+// there is no record to remove.
 func (s Script) releaseInShell() string {
 	release, journal := "", ""
 	if s.StatusURL == "" {
@@ -133,7 +139,7 @@ func (s Script) releaseInShell() string {
 		"case \"$1\" in\n" +
 		"committed|aborted)\n" +
 		journal +
-		"\tif [ ! -e \"$0" + ChainedSuffix + "\" ]; then\n" +
+		"\tif [ ! -e \"$0" + ChainedSuffix + "\" ] && [ -z \"$" + EnvDatabaseURL + "\" ]; then\n" +
 		release +
 		"\t\texit 0\n" +
 		"\tfi\n" +

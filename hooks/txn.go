@@ -70,7 +70,27 @@ type TxnOptions struct {
 	Fenced bool
 	// Info describes the transaction in the marker (the repository).
 	Info string
+	// Registry, when set, registers the transaction and reads the state
+	// in one step (the site's database, shared by every gate); Source and
+	// TxnDir are then not used.
+	Registry TxnRegistry
 }
+
+// TxnRegistry is a registry of ref transactions that reads the state in
+// the same step as it registers one, so that a state change is ordered
+// with every registration: package pgstore's, for a site on a database.
+type TxnRegistry interface {
+	// Register records the transaction and returns the state read with
+	// it. A failure is best a *StateError (the reason is shown).
+	Register(ctx context.Context) (gitgate.State, error)
+	// Release removes one record of the transaction's git process.
+	Release(ctx context.Context) error
+}
+
+// registerLoader makes Register a StateLoader.
+type registerLoader struct{ r TxnRegistry }
+
+func (l registerLoader) Load(ctx context.Context) (gitgate.State, error) { return l.r.Register(ctx) }
 
 // ReferenceTransaction runs the reference-transaction hook for state and
 // returns its exit status.
@@ -92,7 +112,12 @@ func ReferenceTransaction(ctx context.Context, opts TxnOptions, state string, st
 				return code
 			}
 		case TxnCommitted, TxnAborted:
-			if opts.TxnDir != "" {
+			if opts.Registry != nil {
+				if err := opts.Registry.Release(ctx); err != nil {
+					// The record expires, or goes stale with git.
+					fmt.Fprintln(stderr, "warning: the gate's record of this ref update could not be removed.")
+				}
+			} else if opts.TxnDir != "" {
 				if err := gitgate.ReleaseTxn(opts.TxnDir, opts.GitPID); err != nil {
 					// The marker goes stale when git exits; enable then
 					// stops waiting for it.
@@ -117,7 +142,11 @@ func checkTxn(ctx context.Context, opts TxnOptions, stderr io.Writer) int {
 		fmt.Fprintln(stderr, TxnNotRegisteredMessage)
 		return 1
 	}
-	if opts.TxnDir != "" {
+	src := opts.Source
+	if opts.Registry != nil {
+		// One step: registered and read under the database's lock.
+		src = registerLoader{opts.Registry}
+	} else if opts.TxnDir != "" {
 		_, err := gitgate.RegisterTxn(opts.TxnDir, opts.GitPID, opts.Info)
 		switch {
 		case err == nil:
@@ -128,7 +157,7 @@ func checkTxn(ctx context.Context, opts TxnOptions, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "%s: %s.\n", FailOpenWarning, "the update cannot be registered with the gate")
 		}
 	}
-	st, serr := loadState(ctx, opts.Source)
+	st, serr := loadState(ctx, src)
 	code := 0
 	switch {
 	case serr != nil && !opts.FailOpen:

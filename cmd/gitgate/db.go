@@ -23,7 +23,7 @@ import (
 
 // EnvDatabaseURL names the shared state database. The gate also sets it for
 // the git processes it starts, so that their hooks read the same state.
-const EnvDatabaseURL = "GITGATE_DATABASE_URL"
+const EnvDatabaseURL = hooks.EnvDatabaseURL
 
 // databaseURLFlag is the global --database-url.
 func databaseURLFlag() cli.Flag {
@@ -86,6 +86,15 @@ func (s *site) stateStore(c *cli.Context) stateStore {
 		return s.db
 	}
 	return localStore(c, s.dir)
+}
+
+// txns is the registry of ref transactions that enabling maintenance waits
+// for: the site's database, or the data dir's markers.
+func (s *site) txns() gitgate.TxnWaiter {
+	if s.db != nil {
+		return s.db
+	}
+	return gitgate.DirTxns(filepath.Join(s.dir, gitgate.TxnDirName))
 }
 
 func (s *site) accessStore() *access.Store {

@@ -127,7 +127,8 @@ func hookCommand() *cli.Command {
 			Usage:     "check the state again when a push commits its refs, and register the update",
 			ArgsUsage: "prepared|committed|aborted",
 			Description: "Git runs it at each step of a ref transaction. For a push (git receive-pack),\n" +
-				"in \"prepared\" it first registers the update in <data-dir>/" + gitgate.TxnDirName + ", then reads\n" +
+				"in \"prepared\" it first registers the update in <data-dir>/" + gitgate.TxnDirName + " (with a\n" +
+				"database: in the database, in one transaction with the read), then reads\n" +
 				"the state: in maintenance mode, or when the state cannot be read (unless\n" +
 				"--fail-open), it prints the refusal and exits 1, so git aborts the update.\n" +
 				"\"committed\" and \"aborted\" remove the registration. \"maintenance enable\" waits\n" +
@@ -153,14 +154,16 @@ func hookCommand() *cli.Command {
 					GitPID:   gitPID,
 					Fenced:   hooks.IsFenced(gitPID, os.Getenv),
 				}
-				if d, ok := src.(hooks.DataDirSource); ok {
-					opts.TxnDir = filepath.Join(d.Dir, gitgate.TxnDirName)
-				} else if _, ok := src.(dbHookSource); ok && c.String("data-dir") != "" {
-					// The local gate's fence still waits for this update.
-					opts.TxnDir = filepath.Join(c.String("data-dir"), gitgate.TxnDirName)
-				}
 				if wd, err := os.Getwd(); err == nil {
 					opts.Info = wd
+				}
+				switch d := src.(type) {
+				case hooks.DataDirSource:
+					opts.TxnDir = filepath.Join(d.Dir, gitgate.TxnDirName)
+				case dbHookSource:
+					// The site's registry: every gate's enable waits for
+					// this update, whichever gate installed the hook.
+					opts.Registry = newDBTxnRegistry(d, gitPID, opts.Info)
 				}
 				return exitStatus(hooks.ReferenceTransaction(c.Context, opts, c.Args().First(), c.App.Reader, c.App.Writer, c.App.ErrWriter))
 			},

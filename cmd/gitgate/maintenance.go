@@ -200,7 +200,7 @@ func changeMaintenance(c *cli.Context, enable bool, message *string) error {
 		return err
 	}
 	defer site.Close()
-	store := &gitgate.FencedStore{Store: site.stateStore(c), TxnDir: filepath.Join(dir, gitgate.TxnDirName), Timeout: c.Duration("fence-timeout")}
+	store := &gitgate.FencedStore{Store: site.stateStore(c), Txns: site.txns(), Timeout: c.Duration("fence-timeout")}
 	old, err := store.Load(c.Context)
 	if err != nil {
 		return err
@@ -298,7 +298,7 @@ func resetMaintenance(c *cli.Context) error {
 	}
 	if st.Enabled {
 		// As enable does: return once no ref can change any more.
-		return gitgate.WaitTxns(c.Context, filepath.Join(dir, gitgate.TxnDirName), c.Duration("fence-timeout"))
+		return site.txns().WaitTxns(c.Context, c.Duration("fence-timeout"))
 	}
 	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,8 +98,8 @@ func (s *serveCmd) buildShared(ctx context.Context, g *gate) error {
 	g.shared = sh
 	g.audit = audit.OpenSink(db.AuditSink())
 	g.live = gitgate.NewLiveState(sh.view, s.log)
-	g.fenced = &gitgate.FencedStore{Store: db, TxnDir: filepath.Join(s.dataDir, gitgate.TxnDirName),
-		Timeout: s.fenceTimeout, Written: g.live.Reload}
+	// Enable waits for the ref updates of every gate (the site's registry).
+	g.fenced = &gitgate.FencedStore{Store: db, Txns: db, Timeout: s.fenceTimeout, Written: g.live.Reload}
 	g.live.Run(ctx, 0) // the first load; the watcher keeps it current
 	if err := g.live.Current().Err; err != nil {
 		db.Close()
