@@ -3,6 +3,7 @@ package sitetest
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +19,7 @@ import (
 
 // fenceToggles is how many times TestSiteRefFence enables and disables
 // maintenance.
-const fenceToggles = 40
+const fenceToggles = 24
 
 // Issue 11's promise across gates: once "maintenance enable" returns on one
 // gate, no ref changes on any gate until disable. Pushers push again and
@@ -30,6 +31,7 @@ const fenceToggles = 40
 // check; after it returns the refs are read, and read again once every git
 // receive-pack running at that moment has ended. They must be equal.
 func TestSiteRefFence(t *testing.T) {
+	t.Parallel() // mostly waiting on git processes
 	s := newSite(t)
 	bare := filepath.Join(s.repos, "proj.git")
 	script, err := os.ReadFile(filepath.Join(bare, "hooks", "reference-transaction"))
@@ -195,5 +197,93 @@ func waitNoReceivePack(t *testing.T, bare string) {
 			t.Fatal("git receive-pack never ended")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// holdRefUpdates installs the repository's own reference-transaction hook
+// (run by gitgate's after a successful check): in "prepared" it creates
+// <dir>/inside and waits (at most 60 s) for <dir>/go, so the update is held
+// past the database check, about to commit its refs.
+func holdRefUpdates(t *testing.T, bare string) (inside, release string) {
+	t.Helper()
+	dir := t.TempDir()
+	inside, release = filepath.Join(dir, "inside"), filepath.Join(dir, "go")
+	own := fmt.Sprintf("#!/bin/sh\ncat >/dev/null\n[ \"$1\" = prepared ] || exit 0\n: >'%s'\n"+
+		"i=0; while [ ! -e '%s' ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n", inside, release)
+	if err := os.WriteFile(filepath.Join(bare, "hooks", "reference-transaction.gitgate-chained"), []byte(own), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.WriteFile(release, nil, 0o644) })
+	return inside, release
+}
+
+// A push through gate C is past the database check and about to commit
+// when maintenance is enabled through gate A: enable returns only once
+// that update is done, so no ref moves after it has returned; with a
+// short --fence-timeout it says, naming the update, that it did not wait
+// until the end. (Before the site's registry, enable on A did not wait for
+// updates through C.)
+func TestSiteEnableWaitsForRefUpdateOnAnotherGate(t *testing.T) {
+	t.Parallel()
+	s := newSite(t)
+	a, b, c := s.gates[0], s.gates[1], s.gates[2]
+	bare := filepath.Join(s.repos, "proj.git")
+	inside, release := holdRefUpdates(t, bare)
+
+	// 1. A short fence timeout: enable reports the held update.
+	pushed := make(chan gittest.Result, 1)
+	gittest.MustGit(t, s.env, s.work, "commit", "-q", "--allow-empty", "-m", "held")
+	go func() { pushed <- gittest.Git(t, s.env, s.work, "push", "-q", s.httpURL(c), "HEAD:refs/heads/main") }()
+	bounded(t, "the push through C to be past its check", func() bool { _, err := os.Stat(inside); return err == nil })
+	out, errs, code := cli(t, s.db, a.dataDir, "maintenance", "enable", "--fence-timeout", "1s")
+	if code == 0 || !strings.Contains(errs, "ref update(s) that began before the switch were still running after 1s") ||
+		!strings.Contains(errs, "proj.git on host") {
+		t.Errorf("enable on A with an update held on C, --fence-timeout 1s: exit %d\n%s%s", code, out, errs)
+	}
+	os.WriteFile(release, nil, 0o644)
+	if r := <-pushed; r.Err != nil {
+		t.Fatalf("the held push, released after the fence timed out: %v\n%s", r.Err, r.Stderr)
+	}
+	s.settingsUpdate(t, a, false)
+	os.Remove(inside)
+	os.Remove(release)
+
+	// 2. Enable through A's API waits for the update held on C; the
+	// update is released only once every gate refuses pushes (the
+	// switch is committed), and when enable returns its ref is in place.
+	gittest.MustGit(t, s.env, s.work, "commit", "-q", "--allow-empty", "-m", "held")
+	go func() { pushed <- gittest.Git(t, s.env, s.work, "push", "-q", s.sshURL(c), "HEAD:refs/heads/main") }()
+	bounded(t, "the push through C to be past its check", func() bool { _, err := os.Stat(inside); return err == nil })
+	enabled := make(chan string, 1)
+	go func() {
+		// Not t.Fatal here: another goroutine.
+		req, _ := http.NewRequest("PUT", a.http+"/api/v4/application/settings?maintenance_mode=true", nil)
+		req.Header.Set("PRIVATE-TOKEN", s.token)
+		resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
+		if err != nil {
+			enabled <- "PUT settings: " + err.Error()
+			return
+		}
+		resp.Body.Close()
+		refs, _ := os.ReadFile(filepath.Join(bare, "refs", "heads", "main"))
+		enabled <- fmt.Sprintf("%d %s", resp.StatusCode, refs)
+	}()
+	bounded(t, "gate B to refuse pushes", func() bool {
+		code, _ := infoRefs(t, b, "git-receive-pack", "alice", s.token)
+		return code == 403
+	})
+	os.WriteFile(release, nil, 0o644)
+	atEnable := <-enabled
+	r := <-pushed
+	if r.Err != nil {
+		t.Fatalf("the push already past its check when enable began: %v\n%s", r.Err, r.Stderr)
+	}
+	after, _ := os.ReadFile(filepath.Join(bare, "refs", "heads", "main"))
+	if want := fmt.Sprintf("200 %s", after); atEnable != want {
+		t.Errorf("main changed after enable returned: (status, main) at enable %q, main after the push %q", atEnable, after)
+	}
+	// And a push that starts now is refused by every gate.
+	if r := s.push(t, s.httpURL(c)); r.Err == nil {
+		t.Error("a push through C in maintenance went through")
 	}
 }
