@@ -55,6 +55,9 @@ type Config struct {
 	ReadOnly func() (msg string, ok bool)
 	// Extra adds fields to the settings answer (Geo status).
 	Extra func() map[string]any
+	// SitePushes, when set, lists the pushes running on every gate of the
+	// site (ok false: the gate has no shared database).
+	SitePushes func(ctx context.Context) (pushes []SitePush, ok bool, err error)
 	// Transport names where requests come from in the audit log ("api",
 	// or "socket" for the local admin socket).
 	Transport string

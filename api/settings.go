@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,17 @@ type Settings struct {
 	MaintenanceModeVersion uint64   `json:"maintenance_mode_version"`
 	MaintenanceStateError  *string  `json:"maintenance_mode_state_error"`
 	OperationsInFlight     InFlight `json:"operations_in_flight"`
+	// SitePushesInFlight, on a gate whose site shares a database, are the
+	// pushes running on every gate of the site (nil otherwise).
+	SitePushesInFlight *[]SitePush `json:"site_pushes_in_flight,omitempty"`
+	// SitePushesError says why the site's pushes could not be listed.
+	SitePushesError *string `json:"site_pushes_in_flight_error,omitempty"`
+}
+
+// SitePush is a push running on some gate of the site.
+type SitePush struct {
+	Gate string `json:"gate"`
+	RunningOp
 }
 
 // InFlight counts the Git operations running, and lists them.
@@ -46,7 +58,7 @@ type RunningOp struct {
 	Started   time.Time `json:"started"`
 }
 
-func (a *API) settings() Settings {
+func (a *API) settings(ctx context.Context) Settings {
 	snap := a.cfg.Live.Current()
 	st := snap.State
 	s := Settings{ID: 1, MaintenanceMode: st.Enabled, MaintenanceModeVersion: st.Version}
@@ -74,12 +86,26 @@ func (a *API) settings() Settings {
 			})
 		}
 	}
+	if a.cfg.SitePushes != nil {
+		pushes, ok, err := a.cfg.SitePushes(ctx)
+		switch {
+		case err != nil:
+			a.log.Warn("cannot list the site's pushes in flight", "err", err)
+			msg := "the site's pushes in flight cannot be read from the database"
+			s.SitePushesError = &msg
+		case ok:
+			if pushes == nil {
+				pushes = []SitePush{}
+			}
+			s.SitePushesInFlight = &pushes
+		}
+	}
 	return s
 }
 
 // writeSettings writes s with the Extra fields merged in at the top level.
-func (a *API) writeSettings(w http.ResponseWriter, status int) {
-	s := a.settings()
+func (a *API) writeSettings(ctx context.Context, w http.ResponseWriter, status int) {
+	s := a.settings(ctx)
 	data, _ := json.Marshal(s)
 	var extra map[string]any
 	if a.cfg.Extra != nil {
@@ -101,7 +127,7 @@ func (a *API) writeSettings(w http.ResponseWriter, status int) {
 }
 
 func (a *API) getSettings(w http.ResponseWriter, r *http.Request) {
-	a.writeSettings(w, http.StatusOK)
+	a.writeSettings(r.Context(), w, http.StatusOK)
 }
 
 // badRequest is a 400 whose message names the field.
@@ -165,7 +191,7 @@ func (a *API) putSettings(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"message": msg})
 		return
 	}
-	a.writeSettings(w, http.StatusOK)
+	a.writeSettings(r.Context(), w, http.StatusOK)
 }
 
 // AuditState is the part of a state recorded in the audit log.

@@ -92,6 +92,12 @@ func TestSiteDrain(t *testing.T) {
 	if !strings.Contains(out, "push to proj by alice over http on gate C, running since ") {
 		t.Errorf("status:\n%s", out)
 	}
+	// Through another gate's API, too: a gate on the database answers for
+	// the whole site.
+	out = mustCLI(t, s.db, admin, "maintenance", "status", "--url", s.gates[0].http, "--token", s.token)
+	if !strings.Contains(out, "site in flight:   1 push(es) on the site's gates\n  push to proj by alice over http on gate C, running since ") {
+		t.Errorf("status --url of gate A with a push on C:\n%s", out)
+	}
 	stdout, stderr, code := cli(t, s.db, s.gates[0].dataDir, "maintenance", "enable", "--wait", "--timeout", "1ms")
 	if code != 1 || !strings.Contains(stderr, "still in flight:\n  push to proj by alice over http on gate C") ||
 		!strings.Contains(stdout, "maintenance mode: enabled") {

@@ -129,6 +129,8 @@ type status struct {
 	// SitePushes, with a shared database, are the pushes running on every
 	// gate of the site.
 	SitePushes *[]pgstore.Remote `json:"site_pushes_in_flight,omitempty"`
+	// SitePushesError says why a gate could not list them.
+	SitePushesError *string `json:"site_pushes_in_flight_error,omitempty"`
 }
 
 func statusFromSettings(s api.Settings) status {
@@ -143,6 +145,15 @@ func statusFromSettings(s api.Settings) status {
 		st.Since, _ = time.Parse(time.RFC3339, *s.MaintenanceModeSince)
 	}
 	st.InFlight = &s.OperationsInFlight
+	if s.SitePushesInFlight != nil {
+		pushes := make([]pgstore.Remote, 0, len(*s.SitePushesInFlight))
+		for _, p := range *s.SitePushesInFlight {
+			pushes = append(pushes, pgstore.Remote{Gate: p.Gate, Service: p.Service, Repo: p.Repo,
+				User: p.User, Transport: p.Transport, Started: p.Started})
+		}
+		st.SitePushes = &pushes
+	}
+	st.SitePushesError = s.SitePushesError
 	return st
 }
 
@@ -367,12 +378,20 @@ func waitForDrain(c *cli.Context) error {
 		if err != nil && ctx.Err() == nil {
 			return err
 		}
-		if err == nil && s.OperationsInFlight.Writes == 0 {
-			fmt.Fprintln(c.App.Writer, "no push in flight: safe to start the maintenance work")
+		if err == nil && s.SitePushesError != nil {
+			err = errors.New(*s.SitePushesError)
+		}
+		writes, where, none := s.OperationsInFlight.Writes, "", ""
+		if s.SitePushesInFlight != nil {
+			// A gate on a shared database answers for the whole site.
+			writes, where, none = len(*s.SitePushesInFlight), " on the site's gates", " on any gate of the site"
+		}
+		if err == nil && writes == 0 {
+			fmt.Fprintf(c.App.Writer, "no push in flight%s: safe to start the maintenance work\n", none)
 			return nil
 		}
 		if err == nil && !announced {
-			fmt.Fprintf(c.App.Writer, "waiting for %d push(es) in flight to finish...\n", s.OperationsInFlight.Writes)
+			fmt.Fprintf(c.App.Writer, "waiting for %d push(es) in flight%s to finish...\n", writes, where)
 			announced = true
 		}
 		select {
@@ -383,8 +402,11 @@ func waitForDrain(c *cli.Context) error {
 				return cli.Exit(fmt.Sprintf("timed out after %s waiting for pushes to finish", c.Duration("timeout")), 1)
 			}
 			var lines []string
+			for _, p := range statusFromSettings(s).sitePushes() {
+				lines = append(lines, "  "+describeRemote(p))
+			}
 			for _, r := range s.OperationsInFlight.Running {
-				if r.Service == string(gitgate.ReceivePack) {
+				if s.SitePushesInFlight == nil && r.Service == string(gitgate.ReceivePack) {
 					lines = append(lines, fmt.Sprintf("  %s %s by %s over %s, running since %s",
 						r.Service, r.Repo, r.User, r.Transport, r.Started.Format(time.RFC3339)))
 				}
@@ -443,6 +465,9 @@ func (st status) print(w io.Writer, asJSON bool) error {
 	if st.InFlight != nil {
 		fmt.Fprintf(w, "in flight:        %d push(es), %d clone(s)/fetch(es)\n", st.InFlight.Writes, st.InFlight.Reads)
 	}
+	if st.SitePushesError != nil {
+		fmt.Fprintf(w, "site in flight:   unknown: %s\n", *st.SitePushesError)
+	}
 	if st.SitePushes != nil {
 		fmt.Fprintf(w, "site in flight:   %d push(es) on the site's gates\n", len(*st.SitePushes))
 		for _, p := range *st.SitePushes {
@@ -470,3 +495,11 @@ func (st status) printGeo(w io.Writer) error {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// sitePushes is SitePushes, or none.
+func (st status) sitePushes() []pgstore.Remote {
+	if st.SitePushes == nil {
+		return nil
+	}
+	return *st.SitePushes
+}

@@ -450,7 +450,7 @@ func (s *serveCmd) httpServer(g *gate) (*httpgit.Server, error) {
 	}
 	admin := api.New(api.Config{
 		Auth: auth, Store: g.fenced, Live: g.live, Tracker: g.tracker, Audit: g.audit, Log: s.log,
-		ReadOnly: g.geo.readOnly, Extra: g.geo.settingsExtra,
+		ReadOnly: g.geo.readOnly, Extra: g.geo.settingsExtra, SitePushes: g.sitePushes,
 	})
 	g.geo.handlers(admin.Handle, admin.RequireAdmin)
 	web.Handle("/api/", admin)
@@ -557,7 +557,7 @@ func (s *serveCmd) socketServer(g *gate) (func(context.Context) error, error) {
 	}
 	h := api.New(api.Config{
 		Auth: localAdmin{}, Store: g.fenced, Live: g.live, Tracker: g.tracker, Audit: g.audit,
-		ReadOnly: g.geo.readOnly, Extra: g.geo.settingsExtra, Transport: "socket", Log: s.log,
+		ReadOnly: g.geo.readOnly, Extra: g.geo.settingsExtra, SitePushes: g.sitePushes, Transport: "socket", Log: s.log,
 	})
 	return func(ctx context.Context) error { return serveHTTP(ctx, ln, h) }, nil
 }

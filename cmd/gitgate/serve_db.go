@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gitgate/gitgate/access"
+	"github.com/gitgate/gitgate/api"
 	"github.com/gitgate/gitgate/audit"
 	"github.com/gitgate/gitgate/gitgate"
 	"github.com/gitgate/gitgate/pgstore"
@@ -153,4 +154,25 @@ func (s *serveCmd) shareTracker(g *gate) error {
 			Help: "Seconds since the gate last read the maintenance state from the database; pushes are refused past --database-stale-after.",
 		}, func() float64 { return sh.view.Age().Seconds() }),
 	)
+}
+
+// sitePushes lists the pushes running on every gate of the site, for the
+// settings answer (so that "maintenance status --url" shows them); ok is
+// false without a shared database.
+func (g *gate) sitePushes(ctx context.Context) ([]api.SitePush, bool, error) {
+	if g.shared == nil {
+		return nil, false, nil
+	}
+	ops, err := g.shared.db.InFlight(ctx)
+	if err != nil {
+		return nil, true, err
+	}
+	var out []api.SitePush
+	for _, op := range ops {
+		if op.Service == string(gitgate.ReceivePack) {
+			out = append(out, api.SitePush{Gate: op.Gate, RunningOp: api.RunningOp{
+				Service: op.Service, Repo: op.Repo, User: op.User, Transport: op.Transport, Started: op.Started.UTC()}})
+		}
+	}
+	return out, true, nil
 }
