@@ -43,4 +43,21 @@ func BenchmarkHook(b *testing.B) {
 	}
 	b.Run("file", func(b *testing.B) { run(b, "GITGATE_DATA_DIR="+data) })
 	b.Run("database", func(b *testing.B) { run(b, "GITGATE_DATA_DIR="+data, "GITGATE_DATABASE_URL="+dbURL) })
+	// The ref fence: "reference-transaction prepared" then "committed",
+	// one op per pair (this process stands for git: it is taken for a
+	// push). With the database, "prepared" registers the update in one
+	// transaction with the state read, and "committed" removes it.
+	txn := func(b *testing.B, env ...string) {
+		for range b.N {
+			for _, state := range []string{"prepared", "committed"} {
+				cmd := exec.Command(bin, "hook", "reference-transaction", state)
+				cmd.Env = append(os.Environ(), env...)
+				if out, err := cmd.CombinedOutput(); err != nil {
+					b.Fatalf("hook reference-transaction %s: %v\n%s", state, err, out)
+				}
+			}
+		}
+	}
+	b.Run("txn-file", func(b *testing.B) { txn(b, "GITGATE_DATA_DIR="+data) })
+	b.Run("txn-database", func(b *testing.B) { txn(b, "GITGATE_DATA_DIR="+data, "GITGATE_DATABASE_URL="+dbURL) })
 }
