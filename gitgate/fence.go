@@ -38,6 +38,10 @@ import (
 //
 // A transaction either registered before enable's scan (and is waited for)
 // or read the state after enable's write (and is aborted).
+//
+// That is one data dir's registry. Gates that share a database register
+// in it instead (package pgstore's fence.go), ordered by PostgreSQL's
+// locks; both are a [TxnWaiter] for [FencedStore].
 
 // TxnDirName is the directory of the data dir that holds one marker per ref
 // transaction in flight.

@@ -96,11 +96,12 @@ func (l registerLoader) Load(ctx context.Context) (gitgate.State, error) { retur
 // returns its exit status.
 //
 // In "prepared" a fenced transaction is first registered (a marker in
-// TxnDir), then the state is read: in maintenance mode, or when it cannot be
+// TxnDir, or with Registry a row written in one step with the read), then
+// the state is read: in maintenance mode, or when it cannot be
 // read, the hook prints the refusal and returns 1, so git aborts the
 // transaction (git then runs the hook again with "aborted", which removes
 // the marker). In "committed" and "aborted" it removes one marker of the
-// git process. The chained hook, if any, runs after a successful check
+// git process (or Registry's record). The chained hook, if any, runs after a successful check
 // with the same argument and stdin, and its status is returned in
 // "prepared" (git ignores it in the other states).
 func ReferenceTransaction(ctx context.Context, opts TxnOptions, state string, stdin io.Reader, stdout, stderr io.Writer) int {
