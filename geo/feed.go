@@ -119,6 +119,7 @@ type AccessData interface {
 // ref update, watches the access data, and turns each change into an
 // [Event] that the secondaries long-poll for.
 type Feed struct {
+	ready    chan struct{} // closed once Run has taken stock and watches
 	resolver *gitgate.Resolver
 	git      string
 	dataDir  string
@@ -153,7 +154,7 @@ func NewFeed(resolver *gitgate.Resolver, gitBin, dataDir string, accessData Acce
 		resolver: resolver, git: gitBin, dataDir: dataDir, access: accessData,
 		log: log.With("geo_role", "primary"), now: time.Now, ScanInterval: defaultScanInterval,
 		epoch: hex.EncodeToString(b), known: map[string]RefState{}, changed: make(chan struct{}),
-		previousOff: -1,
+		previousOff: -1, ready: make(chan struct{}),
 	}
 }
 
@@ -183,6 +184,7 @@ func (f *Feed) Run(ctx context.Context) error {
 			f.log.Warn("cannot watch the access file; reading it every few seconds", "err", err)
 		}
 	}
+	close(f.ready)
 	tick := time.NewTicker(f.ScanInterval)
 	defer tick.Stop()
 	for {
@@ -467,6 +469,17 @@ func (p *Primary) EventsHandler(f *Feed) http.Handler {
 		p.touch(claims.Node)
 		timer := time.NewTimer(wait)
 		defer timer.Stop()
+		// Nothing is answered before the feed has taken stock and
+		// watches the journal: a secondary's reconcile must not come
+		// before a change the feed would then not report.
+		select {
+		case <-f.ready:
+		case <-r.Context().Done():
+			return
+		case <-timer.C:
+			writeJSONMessage(w, http.StatusServiceUnavailable, "503 Service Unavailable - the change log is starting")
+			return
+		}
 		for {
 			resp, changed := f.since(q.Get("epoch"), after)
 			if len(resp.Events) > 0 || resp.Reconcile {
