@@ -1,6 +1,7 @@
 package lfs
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -28,8 +29,21 @@ var (
 // Store keeps LFS objects, content-addressed, and the links that say which
 // repositories may serve them.
 type Store struct {
-	dir string // <data-dir>/lfs
+	dir   string // <data-dir>/lfs
+	repos string // the repositories' root, "" before SetRepositories
 }
+
+// SetRepositories ties links to the repository directories under root
+// (the gate's --repos): a repository's links are kept under its name and an
+// identity recorded in the repository itself (RepoIDFile, made at its
+// first link). A repository deleted and made again under the same name,
+// perhaps for other readers, has a new identity and none of the old one's
+// objects. Without it (tests of the store alone), links go by name.
+func (s *Store) SetRepositories(root string) { s.repos = root }
+
+// RepoIDFile is the file in a bare repository that holds its identity for
+// LFS links: 32 hex digits and a newline.
+const RepoIDFile = "gitgate-lfs-id"
 
 // staleUploadAge is how long a temporary upload file may go unwritten
 // before NewStore removes it as the leftover of a gate that died. An upload
@@ -73,15 +87,73 @@ func (s *Store) objectPath(oid string) string {
 	return filepath.Join(s.dir, "objects", oid[0:2], oid[2:4], oid)
 }
 
-// repoKey names a repository's link directory without using the name as a
-// path: the hex SHA-256 of the canonical name.
+// repoLinks returns the directory of repo's links, named without using
+// the name as a path: the hex SHA-256 of the canonical name and the
+// repository's identity. With create, a repository that has no identity
+// yet gets one; without, such a repository has no links (an error wrapping
+// fs.ErrNotExist).
+func (s *Store) repoLinks(repo string, create bool) (string, error) {
+	key := repo
+	if s.repos != "" {
+		id, err := s.repoID(repo, create)
+		if err != nil {
+			return "", err
+		}
+		key = repo + "\x00" + id
+	}
+	sum := sha256.Sum256([]byte(key))
+	return filepath.Join(s.dir, "links", hex.EncodeToString(sum[:])), nil
+}
+
+// repoID reads repo's identity, making it first when create is set. It is
+// written to a temporary file and linked into place, so a reader never sees
+// it half written and two first links agree on one.
+func (s *Store) repoID(repo string, create bool) (string, error) {
+	p := filepath.Join(s.repos, filepath.FromSlash(repo)+".git", RepoIDFile)
+	data, err := atomicfile.ReadBounded(p, 64)
+	if err == nil {
+		id := strings.TrimSuffix(string(data), "\n")
+		if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+			return "", fmt.Errorf("lfs: %s of %s is malformed", RepoIDFile, repo)
+		}
+		return id, nil
+	}
+	if !create || !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("lfs: identity of %s: %w", repo, err)
+	}
+	var b [16]byte
+	rand.Read(b[:])
+	tmp, err := os.CreateTemp(filepath.Dir(p), RepoIDFile+".tmp-*")
+	if err != nil {
+		return "", fmt.Errorf("lfs: identity of %s: %w", repo, err)
+	}
+	defer os.Remove(tmp.Name())
+	_, werr := tmp.WriteString(hex.EncodeToString(b[:]) + "\n")
+	if err := errors.Join(werr, tmp.Sync(), tmp.Close()); err != nil {
+		return "", fmt.Errorf("lfs: identity of %s: %w", repo, err)
+	}
+	if err := os.Link(tmp.Name(), p); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", fmt.Errorf("lfs: identity of %s: %w", repo, err)
+	}
+	if err := atomicfile.SyncDir(filepath.Dir(p)); err != nil {
+		return "", fmt.Errorf("lfs: identity of %s: %w", repo, err)
+	}
+	return s.repoID(repo, false)
+}
+
+// repoKey names a per-repository file or directory without using the name
+// as a path: the hex SHA-256 of the canonical name.
 func repoKey(repo string) string {
 	sum := sha256.Sum256([]byte(repo))
 	return hex.EncodeToString(sum[:])
 }
 
-func (s *Store) linkPath(repo, oid string) string {
-	return filepath.Join(s.dir, "links", repoKey(repo), oid[0:2], oid)
+func (s *Store) linkPath(repo, oid string, create bool) (string, error) {
+	dir, err := s.repoLinks(repo, create)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, oid[0:2], oid), nil
 }
 
 // Stat returns the size of the object linked to repo, and whether it is
@@ -90,7 +162,11 @@ func (s *Store) Stat(repo, oid string) (int64, bool) {
 	if !ValidOID(oid) {
 		return 0, false
 	}
-	if _, err := os.Lstat(s.linkPath(repo, oid)); err != nil {
+	link, err := s.linkPath(repo, oid, false)
+	if err != nil {
+		return 0, false
+	}
+	if _, err := os.Lstat(link); err != nil {
 		return 0, false
 	}
 	fi, err := os.Lstat(s.objectPath(oid))
@@ -195,7 +271,10 @@ func received(n, size int64) string {
 
 // link records that repo has the object.
 func (s *Store) link(repo, oid string) error {
-	p := s.linkPath(repo, oid)
+	p, err := s.linkPath(repo, oid, true)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
 		return fmt.Errorf("lfs: link: %w", err)
 	}
@@ -218,9 +297,15 @@ type Object struct {
 // Objects lists the objects linked to repo that are in the store, sorted
 // by oid.
 func (s *Store) Objects(repo string) ([]Object, error) {
-	root := filepath.Join(s.dir, "links", repoKey(repo))
+	root, err := s.repoLinks(repo, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil // no identity yet: nothing was ever linked
+	}
+	if err != nil {
+		return nil, err
+	}
 	var out []Object
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) && p == root {
 				return fs.SkipAll

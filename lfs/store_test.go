@@ -383,3 +383,57 @@ func TestStoreObjectsAndCheck(t *testing.T) {
 		t.Fatalf("after Link: %v", got)
 	}
 }
+
+// TestLinksBelongToTheRepositoryNotItsName: objects linked to a repository
+// are not served through a repository made again under the same name (a
+// private repository deleted and created anew for other readers).
+func TestLinksBelongToTheRepositoryNotItsName(t *testing.T) {
+	repos := t.TempDir()
+	s, err := NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetRepositories(repos)
+	repoDir := filepath.Join(repos, "group", "secret.git")
+	if err := os.MkdirAll(repoDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("the old repository's secret\n")
+	sum := sha256.Sum256(data)
+	oid := hex.EncodeToString(sum[:])
+	if _, err := s.Put("group/secret", oid, int64(len(data)), bytes.NewReader(data), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Stat("group/secret", oid); !ok {
+		t.Fatal("the object is not served through the repository it was pushed to")
+	}
+	if objs, err := s.Objects("group/secret"); err != nil || len(objs) != 1 {
+		t.Fatalf("objects: %v %v", objs, err)
+	}
+
+	// Deleted, and made again under the same name.
+	if err := os.RemoveAll(repoDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(repoDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Stat("group/secret", oid); ok {
+		t.Fatal("the new repository serves the deleted one's object")
+	}
+	if f, _, err := s.Open("group/secret", oid); err == nil {
+		f.Close()
+		t.Fatal("the new repository opens the deleted one's object")
+	}
+	if objs, err := s.Objects("group/secret"); err != nil || len(objs) != 0 {
+		t.Fatalf("the new repository lists %v (%v)", objs, err)
+	}
+	// Linking it to the new repository (a push of it there) works, and
+	// only then is it served.
+	if err := s.Link("group/secret", oid); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Stat("group/secret", oid); !ok {
+		t.Fatal("an object linked to the new repository is not served")
+	}
+}

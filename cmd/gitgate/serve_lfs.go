@@ -66,6 +66,7 @@ func (s *serveCmd) lfsServer(g *gate, auth httpgit.Authenticator) (*lfs.Server, 
 		s.log.Warn("Git LFS is off: its store cannot be created in the data dir", "err", err)
 		return nil, nil
 	}
+	store.SetRepositories(s.repos)
 	secret, err := lfs.LoadOrCreateSecret(filepath.Join(dir, "secret"))
 	if err != nil {
 		s.log.Warn("Git LFS is off: no signing secret", "err", err)
