@@ -26,6 +26,21 @@ func ChangeAccessOnPrimary(primaryURL string) string {
 	return ChangeAccessOnPrimaryMessage + " (" + primaryURL + ")."
 }
 
+// ChangeReposOnPrimaryMessage is how a secondary refuses to create a
+// repository by hand: its repositories are copies of the primary's, and one
+// the primary does not have would be moved to the trash as removed there.
+// ChangeReposOnPrimary adds the primary's URL.
+const ChangeReposOnPrimaryMessage = "This is a Geo secondary site: repositories are replicated from the primary site. Create them on the primary"
+
+// ChangeReposOnPrimary returns ChangeReposOnPrimaryMessage with the
+// primary's URL.
+func ChangeReposOnPrimary(primaryURL string) string {
+	if primaryURL == "" {
+		return ChangeReposOnPrimaryMessage + "."
+	}
+	return ChangeReposOnPrimaryMessage + " (" + primaryURL + ")."
+}
+
 // FileAccess is [AccessData] kept in the data dir's access file
 // (access.yaml). Its version is the sha256 of the file's bytes; a missing
 // file is the empty snapshot.

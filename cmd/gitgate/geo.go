@@ -117,12 +117,19 @@ func printReplication(w io.Writer, r *geo.ReplicationStatus, now time.Time) {
 // refuseAccessOnSecondary refuses changes of users, keys, tokens and
 // rules on a Geo secondary site: its access data is the primary's.
 func refuseAccessOnSecondary(dataDir string) error {
+	return refuseOnGeoSecondary(dataDir, "the access data is not changed", geo.ChangeAccessOnPrimary)
+}
+
+// refuseOnGeoSecondary refuses a local change on a Geo secondary site,
+// whose data follows the primary's: message gets the primary's URL. A
+// marker that cannot be read refuses too, saying what is not done.
+func refuseOnGeoSecondary(dataDir, notDone string, message func(primaryURL string) string) error {
 	m, ok, err := geo.ReadSecondaryMarker(dataDir)
 	if err != nil {
-		return fmt.Errorf("this data dir's Geo role cannot be read, so the access data is not changed here: %w", err)
+		return fmt.Errorf("this data dir's Geo role cannot be read, so %s here: %w", notDone, err)
 	}
 	if ok {
-		return errors.New(geo.ChangeAccessOnPrimary(m.PrimaryURL))
+		return errors.New(message(m.PrimaryURL))
 	}
 	return nil
 }

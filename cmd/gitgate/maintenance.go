@@ -419,14 +419,7 @@ func waitForDrain(c *cli.Context) error {
 // refuseOnSecondary refuses local changes on a Geo secondary site: its
 // state follows the primary's. A marker that cannot be read refuses too.
 func refuseOnSecondary(dataDir string) error {
-	m, ok, err := geo.ReadSecondaryMarker(dataDir)
-	if err != nil {
-		return fmt.Errorf("this data dir's Geo role cannot be read, so maintenance mode is not changed here: %w", err)
-	}
-	if ok {
-		return errors.New(geo.ChangeOnPrimary(m.PrimaryURL))
-	}
-	return nil
+	return refuseOnGeoSecondary(dataDir, "maintenance mode is not changed", geo.ChangeOnPrimary)
 }
 
 // cliActor names the person at the terminal for the state's "by" field.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/gitgate/gitgate/geo"
 	"github.com/gitgate/gitgate/gitgate"
 	"github.com/gitgate/gitgate/hooks"
 )
@@ -32,6 +33,11 @@ func repoCommand() *cli.Command {
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
 						return usageError{fmt.Errorf("repo create takes one repository name, got %d arguments", c.NArg())}
+					}
+					if dir, err := dataDir(c); err == nil {
+						if err := refuseOnGeoSecondary(dir, "no repository is created", geo.ChangeReposOnPrimary); err != nil {
+							return err
+						}
 					}
 					resolver, err := openRepos(c, true)
 					if err != nil {
