@@ -245,3 +245,32 @@ func TestBusyFetchPostShowsTheMessage(t *testing.T) {
 		t.Fatalf("clone: %v\n%s", res.Err, res.Stderr)
 	}
 }
+
+// git's probe meeting a full server is answered as allowed and not counted
+// as refused; the push that follows is refused as busy and counted once.
+func TestBusyProbeIsNotARefusal(t *testing.T) {
+	l := gitgate.NewLimiter(gitgate.Limits{Global: 1})
+	rec := &refusalRecorder{}
+	g := startGate(t, gateOptions{anonymousPush: true, tracker: gitgate.NewTracker(rec),
+		configure: func(c *httpgit.Config) { c.Limiter = l }})
+	bare, commit := gittest.BareRepoWithCommit(t, g.env, g.root, "repo")
+	push, _ := pushRequest(t, g.env, bare)
+	openFetch(t, g, l, commit, 1) // takes the only slot
+	for i, body := range [][]byte{[]byte("0000"), push} {
+		resp, err := http.Post(g.url+"/repo.git/git-receive-pack", "application/x-git-receive-pack-request", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d: status %d", i, resp.StatusCode)
+		}
+		if i == 0 && (len(got) != 0 || rec.count() != 0) {
+			t.Fatalf("probe: body %q, counted %d refusal(s)", got, rec.count())
+		}
+		if i == 1 && (!bytes.Contains(got, []byte(gitgate.BusyMessage)) || rec.count() != 1) {
+			t.Fatalf("push: body %q, counted %d refusal(s)", got, rec.count())
+		}
+	}
+}

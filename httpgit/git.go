@@ -51,9 +51,12 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 	repo, decision := s.cfg.Policy.Open(r.Context(), s.cfg.Resolver, &op)
 	log = log.With("repo", op.Repo, "user", user.String())
 	if refusal := decision.Refusal(); refusal != nil {
+		if probe := s.refuse(w, r, rt, refusal, log); probe {
+			log.Info("probe answered; the push that follows is refused", "reason", refusal.Message)
+			return
+		}
 		log.Info("operation refused", "reason", refusal.Message, "cause", refusal.Cause)
 		s.cfg.Tracker.Refused(op, refusal)
-		s.refuse(w, r, rt, refusal, log)
 		return
 	}
 
@@ -229,26 +232,36 @@ func (s *Server) refuseBusy(w http.ResponseWriter, r *http.Request, rt route, op
 	if !errors.As(err, &refusal) {
 		refusal = gitgate.ErrBusy
 	}
-	log.Warn("operation refused: limit reached", "reason", refusal.Message, "cause", refusal.Cause)
-	s.cfg.Tracker.Refused(op, refusal)
 	w.Header().Set("Connection", "close") // the body is not read (or not all of it)
-	switch {
-	case rt.endpoint == endpointRPC && rt.service == gitgate.ReceivePack:
-		err := s.refuseReceivePack(w, r, refusal.Message)
+	if rt.endpoint == endpointRPC && rt.service == gitgate.ReceivePack {
+		probe, err := s.refuseReceivePack(w, r, refusal.Message)
+		if err == nil && probe {
+			return // answered as allowed: the push that follows meets the limit again
+		}
+		s.refusedBusy(op, refusal, log)
 		if err == nil {
 			return
 		}
 		if !errors.Is(err, errNoReport) {
 			log.Warn("could not refuse the push in the Git protocol; answering with an HTTP error", "err", err)
 		}
-	case rt.endpoint == endpointRPC:
-		w.Header().Set("Content-Type", "application/x-"+string(rt.service)+"-result")
-		noCache(w.Header())
-		pktline.NewEncoder(w).Encodef("ERR %s\n", refusal.Message)
-		return
+	} else {
+		s.refusedBusy(op, refusal, log)
+		if rt.endpoint == endpointRPC {
+			w.Header().Set("Content-Type", "application/x-"+string(rt.service)+"-result")
+			noCache(w.Header())
+			pktline.NewEncoder(w).Encodef("ERR %s\n", refusal.Message)
+			return
+		}
 	}
 	w.Header().Set("Retry-After", "10")
 	writeRefusal(w, http.StatusServiceUnavailable, refusal.Message)
+}
+
+// refusedBusy logs and counts an operation the limiter refused.
+func (s *Server) refusedBusy(op gitgate.Operation, refusal *gitgate.Refusal, log *slog.Logger) {
+	log.Warn("operation refused: limit reached", "reason", refusal.Message, "cause", refusal.Cause)
+	s.cfg.Tracker.Refused(op, refusal)
 }
 
 func isProtocolV2(protocol string) bool {

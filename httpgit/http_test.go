@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gitgate/gitgate/gitgate"
 	"github.com/gitgate/gitgate/internal/gittest"
@@ -273,10 +274,13 @@ func TestLargePushRacingTheSwitchShowsTheMessage(t *testing.T) {
 }
 
 // The probe alone, in maintenance and out of it: what git-http-backend
-// answers (200, no-cache, the result content type, no body).
+// answers (200, no-cache, the result content type, no body). It is not a
+// refused push, so the refusal metrics do not count it; the push that
+// follows it in maintenance is counted, once.
 func TestProbeAnsweredAsGitHTTPBackend(t *testing.T) {
-	g := startGate(t, gateOptions{anonymousPush: true})
-	gittest.BareRepoWithCommit(t, g.env, g.root, "repo")
+	rec := &refusalRecorder{}
+	g := startGate(t, gateOptions{anonymousPush: true, tracker: gitgate.NewTracker(rec)})
+	bare, _ := gittest.BareRepoWithCommit(t, g.env, g.root, "repo")
 	for _, on := range []bool{false, true} {
 		g.setMaintenance(t, on)
 		req, _ := http.NewRequest("POST", g.url+"/repo.git/git-receive-pack", strings.NewReader("0000"))
@@ -293,6 +297,41 @@ func TestProbeAnsweredAsGitHTTPBackend(t *testing.T) {
 			t.Errorf("maintenance %v: %d %v %q", on, resp.StatusCode, resp.Header, body)
 		}
 	}
+	if got := rec.count(); got != 0 {
+		t.Errorf("the probe was counted as %d refusal(s)", got)
+	}
+	push, _ := pushRequest(t, g.env, bare)
+	resp, err := http.Post(g.url+"/repo.git/git-receive-pack", "application/x-git-receive-pack-request", bytes.NewReader(push))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if got := rec.count(); got != 1 {
+		t.Errorf("a refused push was counted %d times, want once", got)
+	}
+}
+
+// refusalRecorder counts refused operations.
+type refusalRecorder struct {
+	mu      sync.Mutex
+	refused int
+}
+
+func (r *refusalRecorder) OperationStarted(gitgate.Operation) {}
+func (r *refusalRecorder) OperationFinished(gitgate.Operation, gitgate.Outcome, int64, time.Duration) {
+}
+func (r *refusalRecorder) OperationRefused(gitgate.Operation, gitgate.Outcome) {
+	r.mu.Lock()
+	r.refused++
+	r.mu.Unlock()
+}
+func (r *refusalRecorder) AuthFailed(gitgate.Transport, string) {}
+
+func (r *refusalRecorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.refused
 }
 
 func TestGzipRequestBody(t *testing.T) {

@@ -39,12 +39,13 @@ func statusFor(kind gitgate.RefusalKind) int {
 // after its advertisement was allowed (maintenance switched on in between)
 // is answered in the Git protocol, because git does not show the body of a
 // failed POST: each ref is rejected and the message goes out on the
-// progress channel.
-func (s *Server) refuse(w http.ResponseWriter, r *http.Request, rt route, refusal *gitgate.Refusal, log *slog.Logger) {
+// progress channel. It reports whether the request was git's probe (see
+// [isProbe]), which is answered as allowed and is no refused operation.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, rt route, refusal *gitgate.Refusal, log *slog.Logger) (probe bool) {
 	status := statusFor(refusal.Kind)
 	if rt.endpoint == endpointRPC && rt.service == gitgate.ReceivePack && status == http.StatusForbidden {
-		if err := s.refuseReceivePack(w, r, refusal.Message); err == nil {
-			return
+		if probe, err := s.refuseReceivePack(w, r, refusal.Message); err == nil {
+			return probe
 		} else if !errors.Is(err, errNoReport) {
 			log.Warn("could not refuse the push in the Git protocol; answering with an HTTP error", "err", err)
 		}
@@ -54,13 +55,14 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, rt route, refusa
 		log.Info("push refused at its ref advertisement", "user_agent", r.UserAgent(), "git_protocol", r.Header.Get("Git-Protocol"), "channel", ch)
 		if ch == gitgate.ChannelProtocol {
 			writeAdvertisementRefusal(w, refusal.Message)
-			return
+			return false
 		}
 	}
 	if status == http.StatusUnauthorized {
 		askForCredentials(w)
 	}
 	writeRefusal(w, status, refusal.Message)
+	return false
 }
 
 // writeAdvertisementRefusal answers a push's ref advertisement with the
@@ -172,11 +174,12 @@ func isHex(b []byte) bool {
 // What it reads is bounded in bytes (refusedBodyMax, decompressed) and time
 // (refusedBodyTime, and the idle timeout); past either it answers anyway
 // and closes the connection. It writes nothing and returns an error when
-// the request cannot be answered that way.
-func (s *Server) refuseReceivePack(w http.ResponseWriter, r *http.Request, msg string) error {
+// the request cannot be answered that way; probe reports that the request
+// was git's probe.
+func (s *Server) refuseReceivePack(w http.ResponseWriter, r *http.Request, msg string) (probe bool, err error) {
 	in, err := s.newBody(w, r, refusedBodyMax)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer in.Close()
 	in.deadline = time.Now().Add(refusedBodyTime)
@@ -185,14 +188,14 @@ func (s *Server) refuseReceivePack(w http.ResponseWriter, r *http.Request, msg s
 	br := bufio.NewReaderSize(in, 64<<10)
 	if isProbe(br) {
 		answerProbe(w)
-		return nil
+		return true, nil
 	}
 	cmds, err := readPushCommands(br)
 	if err != nil && cmds.caps == nil {
-		return err
+		return false, err
 	}
 	if !cmds.caps["report-status"] && !cmds.caps["report-status-v2"] {
-		return errNoReport
+		return false, errNoReport
 	}
 	// The client sends the pack in the same request; read it to the end
 	// (within the bounds) so that it then reads our answer instead of
@@ -210,7 +213,7 @@ func (s *Server) refuseReceivePack(w http.ResponseWriter, r *http.Request, msg s
 	// From here on the answer is written; a failure to write it means the
 	// client is gone, and there is nothing else to say.
 	writePushRefusal(w, cmds, msg)
-	return nil
+	return false, nil
 }
 
 // writePushRefusal answers a push in the Git protocol: the message on the
