@@ -34,9 +34,30 @@ type Live struct {
 	now  func() time.Time
 	cur  atomic.Pointer[Snapshot]
 
-	mu      sync.Mutex // serialises reloads
-	seen    string     // what the last reload saw, to skip unchanged files
-	seenErr error      // the error of the last reload
+	mu       sync.Mutex   // serialises reloads
+	seen     string       // what the last reload saw, to skip unchanged files
+	seenErr  error        // the error of the last reload
+	file     *File        // the data in force; nil: none (missing, or not read yet)
+	onChange func(Change) // see OnChange
+}
+
+// OnChange makes every reload that puts different access data in force
+// call fn with what changed, after the first load; the server audits it,
+// so that an edit of the file by hand is on record like the CLI's. fn runs
+// under the reload lock: it must not call Reload. Set it before Start.
+func (l *Live) OnChange(fn func(Change)) { l.onChange = fn }
+
+// changed tells OnChange's function about the move from l.file to f, and
+// makes f the data in force. first is true for the first load.
+func (l *Live) changed(f *File, first bool) {
+	old := l.file
+	l.file = f
+	if first || l.onChange == nil {
+		return
+	}
+	if c := Diff(old, f); !c.Empty() {
+		l.onChange(c)
+	}
 }
 
 // NewLive returns a Live for the access file in dataDir. It holds an empty
@@ -86,6 +107,7 @@ func (l *Live) Reload() error {
 	} else {
 		data, err = readLimited(l.path)
 	}
+	first := l.seen == ""
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if l.seen == "missing" {
@@ -93,6 +115,7 @@ func (l *Live) Reload() error {
 		}
 		l.seen, l.seenErr = "missing", nil
 		l.cur.Store(&Snapshot{})
+		l.changed(nil, first)
 		l.log.Warn("access file not found: no users and no rules, so every request is denied", "file", l.path)
 		return nil
 	case err != nil:
@@ -119,13 +142,14 @@ func (l *Live) Reload() error {
 		return err
 	}
 	l.seen = seen
-	snap, err := parseSnapshot(l.path, data)
+	f, snap, err := parseSnapshot(l.path, data)
 	l.seenErr = err
 	if err != nil {
 		l.log.Error("access file is invalid; keeping the last good version", "file", l.path, "err", err)
 		return err
 	}
 	l.cur.Store(snap)
+	l.changed(f, first)
 	l.log.Info("access file loaded", "file", l.path, "users", len(snap.users), "tokens", len(snap.tokens))
 	for _, w := range snap.warnings {
 		l.log.Warn("access file warning", "file", l.path, "warning", w.Error())
@@ -133,12 +157,13 @@ func (l *Live) Reload() error {
 	return nil
 }
 
-func parseSnapshot(name string, data []byte) (*Snapshot, error) {
+func parseSnapshot(name string, data []byte) (*File, *Snapshot, error) {
 	f, err := decode(name, data)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return compile(f)
+	snap, err := compile(f)
+	return f, snap, err
 }
 
 // Snapshot returns the current snapshot.

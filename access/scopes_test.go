@@ -57,7 +57,7 @@ func TestTokenScopesInFile(t *testing.T) {
 	if !strings.Contains(string(data), "scopes: [read_repository]") {
 		t.Errorf("file:\n%s", data)
 	}
-	snap, err := parseSnapshot("access.yaml", data)
+	_, snap, err := parseSnapshot("access.yaml", data)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -365,10 +365,23 @@ func (s *serveCmd) buildFiles(ctx context.Context, g *gate) error {
 		Timeout: s.fenceTimeout, Written: g.live.Reload}
 	g.live.Run(ctx, 0)
 	g.users = access.NewLive(s.dataDir, s.log)
+	g.users.OnChange(func(c access.Change) { s.auditAccessLoaded(g.audit, c) })
 	if err := g.users.Start(ctx); err != nil {
 		return fmt.Errorf("access file: %w", err)
 	}
 	return nil
+}
+
+// auditAccessLoaded records access data the gate put in force, with what
+// changed. A change made with the CLI has its own event just before, naming
+// who made it; one without is an edit of access.yaml by hand (or a copy
+// from a backup), which would otherwise leave no trace.
+func (s *serveCmd) auditAccessLoaded(log *audit.Log, c access.Change) {
+	s.log.Info("access data changed", "change", c.String())
+	ev := audit.Event{Action: "access.loaded", Actor: "file:" + access.FileName, Transport: "file", Detail: c.String()}
+	if err := log.Record(ev); err != nil {
+		s.log.Error("cannot audit a change of the access file", "err", err)
+	}
 }
 
 // warnUnserved logs the bare repositories under the root that no name
