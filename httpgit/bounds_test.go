@@ -250,7 +250,7 @@ func TestBusyFetchPostShowsTheMessage(t *testing.T) {
 // as refused; the push that follows is refused as busy and counted once.
 func TestBusyProbeIsNotARefusal(t *testing.T) {
 	l := gitgate.NewLimiter(gitgate.Limits{Global: 1})
-	rec := &refusalRecorder{}
+	rec := &gittest.Recorder{}
 	g := startGate(t, gateOptions{anonymousPush: true, tracker: gitgate.NewTracker(rec),
 		configure: func(c *httpgit.Config) { c.Limiter = l }})
 	bare, commit := gittest.BareRepoWithCommit(t, g.env, g.root, "repo")
@@ -266,11 +266,11 @@ func TestBusyProbeIsNotARefusal(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("request %d: status %d", i, resp.StatusCode)
 		}
-		if i == 0 && (len(got) != 0 || rec.count() != 0) {
-			t.Fatalf("probe: body %q, counted %d refusal(s)", got, rec.count())
+		if i == 0 && (len(got) != 0 || len(rec.Refused()) != 0) {
+			t.Fatalf("probe: body %q, counted %d refusal(s)", got, len(rec.Refused()))
 		}
-		if i == 1 && (!bytes.Contains(got, []byte(gitgate.BusyMessage)) || rec.count() != 1) {
-			t.Fatalf("push: body %q, counted %d refusal(s)", got, rec.count())
+		if i == 1 && (!bytes.Contains(got, []byte(gitgate.BusyMessage)) || len(rec.Refused()) != 1) {
+			t.Fatalf("push: body %q, counted %d refusal(s)", got, len(rec.Refused()))
 		}
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/gitgate/gitgate/gitgate"
 	"github.com/gitgate/gitgate/internal/gittest"
@@ -278,7 +277,7 @@ func TestLargePushRacingTheSwitchShowsTheMessage(t *testing.T) {
 // refused push, so the refusal metrics do not count it; the push that
 // follows it in maintenance is counted, once.
 func TestProbeAnsweredAsGitHTTPBackend(t *testing.T) {
-	rec := &refusalRecorder{}
+	rec := &gittest.Recorder{}
 	g := startGate(t, gateOptions{anonymousPush: true, tracker: gitgate.NewTracker(rec)})
 	bare, _ := gittest.BareRepoWithCommit(t, g.env, g.root, "repo")
 	for _, on := range []bool{false, true} {
@@ -297,7 +296,7 @@ func TestProbeAnsweredAsGitHTTPBackend(t *testing.T) {
 			t.Errorf("maintenance %v: %d %v %q", on, resp.StatusCode, resp.Header, body)
 		}
 	}
-	if got := rec.count(); got != 0 {
+	if got := len(rec.Refused()); got != 0 {
 		t.Errorf("the probe was counted as %d refusal(s)", got)
 	}
 	push, _ := pushRequest(t, g.env, bare)
@@ -307,31 +306,9 @@ func TestProbeAnsweredAsGitHTTPBackend(t *testing.T) {
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if got := rec.count(); got != 1 {
+	if got := len(rec.Refused()); got != 1 {
 		t.Errorf("a refused push was counted %d times, want once", got)
 	}
-}
-
-// refusalRecorder counts refused operations.
-type refusalRecorder struct {
-	mu      sync.Mutex
-	refused int
-}
-
-func (r *refusalRecorder) OperationStarted(gitgate.Operation) {}
-func (r *refusalRecorder) OperationFinished(gitgate.Operation, gitgate.Outcome, int64, time.Duration) {
-}
-func (r *refusalRecorder) OperationRefused(gitgate.Operation, gitgate.Outcome) {
-	r.mu.Lock()
-	r.refused++
-	r.mu.Unlock()
-}
-func (r *refusalRecorder) AuthFailed(gitgate.Transport, string) {}
-
-func (r *refusalRecorder) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.refused
 }
 
 func TestGzipRequestBody(t *testing.T) {

@@ -10,34 +10,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gitgate/gitgate/gitgate"
 	"github.com/gitgate/gitgate/internal/gittest"
 )
-
-// finishRecorder records how operations end.
-type finishRecorder struct {
-	mu       sync.Mutex
-	outcomes []gitgate.Outcome
-}
-
-func (r *finishRecorder) OperationStarted(gitgate.Operation) {}
-func (r *finishRecorder) OperationFinished(_ gitgate.Operation, o gitgate.Outcome, _ int64, _ time.Duration) {
-	r.mu.Lock()
-	r.outcomes = append(r.outcomes, o)
-	r.mu.Unlock()
-}
-func (r *finishRecorder) OperationRefused(gitgate.Operation, gitgate.Outcome) {}
-func (r *finishRecorder) AuthFailed(gitgate.Transport, string)                {}
-
-func (r *finishRecorder) finished() []gitgate.Outcome {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]gitgate.Outcome(nil), r.outcomes...)
-}
 
 // slowPostReceive installs a post-receive hook that talks to the client
 // (side band), waits until the file go exists (bounded), talks again, and
@@ -87,7 +65,7 @@ func pushRequest(t *testing.T, env []string, bare string) (body []byte, newCommi
 // does) does not cut the push short: git finishes, its post-receive hook
 // included, and the push counts as a success.
 func TestPushFinishesAfterClientHangsUp(t *testing.T) {
-	rec := &finishRecorder{}
+	rec := &gittest.Recorder{}
 	g := startGate(t, gateOptions{anonymousPush: true, tracker: gitgate.NewTracker(rec)})
 	bare, _ := gittest.BareRepoWithCommit(t, g.env, g.root, "repo")
 	goFile, marker := slowPostReceive(t, bare)
@@ -121,16 +99,16 @@ func TestPushFinishesAfterClientHangsUp(t *testing.T) {
 
 	// Give the gate time to see the hang-up (it used to kill git then);
 	// the push must not end before the hook is let go.
-	for i := 0; i < 50 && len(rec.finished()) == 0; i++ {
+	for i := 0; i < 50 && len(rec.Finished()) == 0; i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if err := os.WriteFile(goFile, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 3000 && len(rec.finished()) == 0; i++ {
+	for i := 0; i < 3000 && len(rec.Finished()) == 0; i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if got := rec.finished(); len(got) != 1 || got[0] != gitgate.OutcomeOK {
+	if got := rec.Finished(); len(got) != 1 || got[0] != gitgate.OutcomeOK {
 		t.Errorf("outcomes %v, want one %q", got, gitgate.OutcomeOK)
 	}
 	if _, err := os.Stat(marker); err != nil {

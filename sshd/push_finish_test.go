@@ -10,34 +10,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gitgate/gitgate/gitgate"
+	"github.com/gitgate/gitgate/internal/gittest"
 	"github.com/gitgate/gitgate/sshd"
 )
-
-// finishRecorder records how operations end.
-type finishRecorder struct {
-	mu       sync.Mutex
-	outcomes []gitgate.Outcome
-}
-
-func (r *finishRecorder) OperationStarted(gitgate.Operation) {}
-func (r *finishRecorder) OperationFinished(_ gitgate.Operation, o gitgate.Outcome, _ int64, _ time.Duration) {
-	r.mu.Lock()
-	r.outcomes = append(r.outcomes, o)
-	r.mu.Unlock()
-}
-func (r *finishRecorder) OperationRefused(gitgate.Operation, gitgate.Outcome) {}
-func (r *finishRecorder) AuthFailed(gitgate.Transport, string)                {}
-
-func (r *finishRecorder) finished() []gitgate.Outcome {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]gitgate.Outcome(nil), r.outcomes...)
-}
 
 // readAdvertisement reads pkt-lines up to the flush that ends the ref
 // advertisement.
@@ -65,7 +44,7 @@ func readAdvertisement(t *testing.T, r *bufio.Reader) {
 // does) does not cut the push short: git finishes, its post-receive hook
 // included, and the push counts as a success.
 func TestPushFinishesAfterClientHangsUp(t *testing.T) {
-	rec := &finishRecorder{}
+	rec := &gittest.Recorder{}
 	g := startGate(t, func(c *sshd.Config) { c.Tracker = gitgate.NewTracker(rec) })
 	alice := g.addUser("alice", gitgate.PermissionWrite)
 	old := g.createRepo("group/repo", map[string][]byte{"README": []byte("hello\n")})
@@ -130,16 +109,16 @@ echo done > '%s'
 
 	// Give the gate time to see the hang-up (it used to kill git then);
 	// the push must not end before the hook is let go.
-	for i := 0; i < 50 && len(rec.finished()) == 0; i++ {
+	for i := 0; i < 50 && len(rec.Finished()) == 0; i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if err := os.WriteFile(goFile, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if !waitFor(func() bool { return len(rec.finished()) > 0 }) {
+	if !waitFor(func() bool { return len(rec.Finished()) > 0 }) {
 		t.Fatal("the push never ended")
 	}
-	if got := rec.finished(); len(got) != 1 || got[0] != gitgate.OutcomeOK {
+	if got := rec.Finished(); len(got) != 1 || got[0] != gitgate.OutcomeOK {
 		t.Errorf("outcomes %v, want one %q", got, gitgate.OutcomeOK)
 	}
 	if _, err := os.Stat(marker); err != nil {
