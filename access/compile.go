@@ -39,7 +39,7 @@ type compiler struct {
 func compile(f *File) (*Snapshot, error) {
 	c := &compiler{
 		f:        f,
-		s:        &Snapshot{users: map[string]*userRecord{}, keys: map[string]*userRecord{}},
+		s:        &Snapshot{users: map[string]*userRecord{}, keys: map[string]*userRecord{}, creds: map[string]credRecord{}},
 		names:    map[string]*User{},
 		keys:     map[string]string{},
 		tokens:   map[[sha256.Size]byte]string{},
@@ -50,6 +50,10 @@ func compile(f *File) (*Snapshot, error) {
 	}
 	for i := range f.Rules {
 		c.rule(i, &f.Rules[i])
+	}
+	for i := range c.s.tokens { // the slice is complete: its records stay put
+		t := &c.s.tokens[i]
+		c.s.creds[credentialKey(t.user.name, tokenCredential(t.id))] = credRecord{token: t}
 	}
 	if err := joinErrors(c.errs); err != nil {
 		return nil, err
@@ -93,6 +97,7 @@ func (c *compiler) user(i int, u *User) {
 		}
 		c.keys[id] = fmt.Sprintf("user %q's ssh key %d (line %d)", u.Name, j+1, line)
 		c.s.keys[id] = rec
+		c.s.creds[credentialKey(u.Name, keyCredential(key))] = credRecord{user: rec}
 	}
 
 	ids := map[string]bool{}
@@ -130,7 +135,7 @@ func (c *compiler) user(i int, u *User) {
 		c.tokens[digest] = fmt.Sprintf("user %q's token %q (line %d)", u.Name, t.ID, line)
 		// Revoked tokens are kept, so that a failure with one counts against
 		// its owner; AuthenticateToken refuses them.
-		c.s.tokens = append(c.s.tokens, tokenRecord{digest: digest, user: rec, expires: t.Expires,
+		c.s.tokens = append(c.s.tokens, tokenRecord{id: t.ID, digest: digest, user: rec, expires: t.Expires,
 			revoked: !t.Revoked.IsZero(), scopes: scopes})
 	}
 }

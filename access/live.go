@@ -186,6 +186,12 @@ func (l *Live) User(name string) (*gitgate.User, bool) {
 	return l.cur.Load().User(name)
 }
 
+// UserByCredential returns the user named name when the credential they
+// signed in with is still valid; see [Snapshot.UserByCredential].
+func (l *Live) UserByCredential(name, credential string) (*gitgate.User, error) {
+	return l.cur.Load().UserByCredential(name, credential, l.now())
+}
+
 // UserByKey returns the user who owns an SSH public key.
 func (l *Live) UserByKey(key ssh.PublicKey) (*gitgate.User, bool) {
 	return l.cur.Load().UserByKey(key)

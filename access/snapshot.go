@@ -17,12 +17,15 @@ import (
 // and safe for concurrent use; its methods do no I/O. The zero Snapshot has
 // no users and no rules.
 type Snapshot struct {
-	users  map[string]*userRecord // by exact name
-	keys   map[string]*userRecord // by marshalled public key
-	tokens []tokenRecord          // every token, revoked ones marked
-	exact  map[string]*rule       // "group/name" by name
-	one    map[string]*rule       // "group/*" by "group"; "*" by ""
-	any    map[string]*rule       // "group/**" by "group"; "**" by ""
+	users map[string]*userRecord // by exact name
+	keys  map[string]*userRecord // by marshalled public key
+	// creds are the live credentials by CredentialKey(user, credential):
+	// each key's user, and each token's record (revoked ones included).
+	creds  map[string]credRecord
+	tokens []tokenRecord    // every token, revoked ones marked
+	exact  map[string]*rule // "group/name" by name
+	one    map[string]*rule // "group/*" by "group"; "*" by ""
+	any    map[string]*rule // "group/**" by "group"; "**" by ""
 	// warnings are problems that do not make the file invalid.
 	warnings []error
 }
@@ -42,6 +45,7 @@ func (u *userRecord) user() *gitgate.User {
 }
 
 type tokenRecord struct {
+	id      string
 	digest  [sha256.Size]byte
 	user    *userRecord
 	expires time.Time
@@ -155,17 +159,58 @@ func (s *Snapshot) AuthenticateToken(secret string, now time.Time) (*gitgate.Use
 	if found == nil {
 		return nil, fmt.Errorf("%w: unknown token", ErrBadCredentials)
 	}
+	return found.check(now)
+}
+
+// check returns the token's owner, with its scopes and credential, or
+// ErrBadCredentials for a revoked or expired token: the one check of a
+// token, whether it is sent as a secret or named by what was issued on it.
+func (t *tokenRecord) check(now time.Time) (*gitgate.User, error) {
 	// The reasons are for the log; every client sees the same refusal.
-	if found.revoked {
-		return nil, &tokenOwnerError{owner: found.user.name, err: fmt.Errorf("%w: token of user %q is revoked",
-			ErrBadCredentials, found.user.name)}
+	if t.revoked {
+		return nil, &tokenOwnerError{owner: t.user.name, err: fmt.Errorf("%w: token of user %q is revoked",
+			ErrBadCredentials, t.user.name)}
 	}
-	if !found.expires.IsZero() && !now.Before(found.expires) {
-		return nil, &tokenOwnerError{owner: found.user.name, err: fmt.Errorf("%w: token of user %q expired at %s",
-			ErrBadCredentials, found.user.name, found.expires.UTC().Format(time.RFC3339))}
+	if !t.expires.IsZero() && !now.Before(t.expires) {
+		return nil, &tokenOwnerError{owner: t.user.name, err: fmt.Errorf("%w: token of user %q expired at %s",
+			ErrBadCredentials, t.user.name, t.expires.UTC().Format(time.RFC3339))}
 	}
-	u := found.user.user()
-	u.Scopes = found.scopes
+	u := t.user.user()
+	u.Scopes = t.scopes
+	u.Credential = tokenCredential(t.id)
+	return u, nil
+}
+
+// credRecord is one live credential: an SSH key's user, or a token.
+type credRecord struct {
+	user  *userRecord  // an SSH key
+	token *tokenRecord // an access token
+}
+
+// keyCredential and tokenCredential spell gitgate.User.Credential.
+func keyCredential(key ssh.PublicKey) string { return "key:" + Fingerprint(key) }
+func tokenCredential(id string) string       { return "token:" + id }
+
+// credentialKey is the creds map's key.
+func credentialKey(user, credential string) string { return user + "\x00" + credential }
+
+// UserByCredential returns the user named name as they are now, when the
+// credential they signed in with (gitgate.User.Credential) is still theirs
+// and still valid at now: the key is still on the user, the token still
+// theirs and neither revoked nor expired. Anything issued on a sign-in (a
+// signed Git LFS header) is checked with it on every use, so removing the
+// key, the token or the user stops it at once. The error wraps
+// ErrBadCredentials.
+func (s *Snapshot) UserByCredential(name, credential string, now time.Time) (*gitgate.User, error) {
+	c, ok := s.creds[credentialKey(name, credential)]
+	switch {
+	case name == "" || credential == "" || !ok:
+		return nil, fmt.Errorf("%w: user %q has no credential %q", ErrBadCredentials, name, credential)
+	case c.token != nil:
+		return c.token.check(now)
+	}
+	u := c.user.user()
+	u.Credential = credential
 	return u, nil
 }
 
@@ -198,7 +243,9 @@ func (s *Snapshot) UserByKey(key ssh.PublicKey) (*gitgate.User, bool) {
 	if u == nil {
 		return nil, false
 	}
-	return u.user(), true
+	user := u.user()
+	user.Credential = keyCredential(key)
+	return user, true
 }
 
 // User returns the user with the given name.

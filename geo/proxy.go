@@ -169,7 +169,7 @@ func uploadPackRepo(r *http.Request) (string, bool) {
 func pushClaims(user *gitgate.User, repo string) Claims {
 	c := Claims{Scope: ScopePush, Repo: repo}
 	if user != nil {
-		c.User, c.Admin = user.Name, user.Admin
+		c.User, c.Admin, c.Credential = user.Name, user.Admin, user.Credential
 	}
 	return c
 }

@@ -82,6 +82,10 @@ type Claims struct {
 	User string `json:"user,omitempty"`
 	// Admin is the user's admin flag, for ScopePush.
 	Admin bool `json:"admin,omitempty"`
+	// Credential is what the user signed in with on the secondary
+	// (gitgate.User.Credential), for ScopePush: the primary checks what it
+	// issues on the user's behalf (signed Git LFS headers) against it.
+	Credential string `json:"cred,omitempty"`
 	// RegisteredClaims holds iat, exp and jti, set by Sign.
 	jwt.RegisteredClaims
 }
@@ -91,7 +95,7 @@ func (c *Claims) PushUser() *gitgate.User {
 	if c.User == "" {
 		return nil
 	}
-	return &gitgate.User{Name: c.User, Admin: c.Admin}
+	return &gitgate.User{Name: c.User, Admin: c.Admin, Credential: c.Credential}
 }
 
 // Sign returns an Authorization header value "GL-Geo <node>:<jwt>" carrying

@@ -64,6 +64,12 @@ type User struct {
 	// "replicate" site token): it may read exactly this repository
 	// (canonical name), whatever the access rules say, and nothing else.
 	SiteRepo string
+	// Credential names what the user signed in with, so that something
+	// issued on it (a signed Git LFS header) can be checked again against
+	// the live access data on every use: "key:SHA256:…" for an SSH key,
+	// "token:<id>" for an access token; empty for identities that are not
+	// a user's own credential (Geo site tokens, the local admin).
+	Credential string
 }
 
 // Scopes is a set of access token scopes, named as GitLab's personal access

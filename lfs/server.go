@@ -50,10 +50,12 @@ type Authenticator interface {
 	Authenticate(r *http.Request) (*gitgate.User, error)
 }
 
-// UserLookup finds a user by name, to check that the user a signed header
-// was issued to still exists.
+// UserLookup finds the user a signed header was issued to, as they are
+// now, when the credential it was issued on (an SSH key, an access token)
+// is still theirs and valid: the same check of the live access data that
+// signs Git requests in (access.Live implements it). An error refuses.
 type UserLookup interface {
-	User(name string) (*gitgate.User, bool)
+	UserByCredential(name, credential string) (*gitgate.User, error)
 }
 
 // Config holds a Server's dependencies. Policy, Resolver, Auth, Users,
@@ -384,9 +386,11 @@ func (s *Server) authenticate(r *http.Request) (*gitgate.User, *Grant, error) {
 	if g.User == "" {
 		return nil, &g, nil
 	}
-	found, ok := s.cfg.Users.User(g.User)
-	if !ok {
-		return nil, nil, fmt.Errorf("%w: user %q no longer exists", ErrBadToken, g.User)
+	// Every use checks the credential the grant was issued on again, so
+	// removing the user, their key or their token stops it at once.
+	found, err := s.cfg.Users.UserByCredential(g.User, g.Cred)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: issued on a credential no longer valid: %w", ErrBadToken, err)
 	}
 	user := *found // the user as they are now, with the issuing token's scopes
 	user.Scopes = g.Scopes
@@ -477,26 +481,6 @@ func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) ([]byte
 	return raw, true
 }
 
-// baseURL is where hrefs point: the configured external URL, or else the
-// URL the client used to reach this request (its Host header; the answer
-// goes only to that client, which can only mislead itself).
-func (s *Server) baseURL(r *http.Request) string {
-	if s.cfg.ExternalURL != "" {
-		return s.cfg.ExternalURL
-	}
-	if r == nil {
-		if s.cfg.DefaultURL != nil {
-			return strings.TrimRight(s.cfg.DefaultURL(), "/")
-		}
-		return ""
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
-}
-
 // repoURL is <base>/<repo>.git/info/lfs, each name segment escaped.
 func (s *Server) repoURL(r *http.Request, repo string) string {
 	segs := strings.Split(repo, "/")
@@ -510,7 +494,7 @@ func (s *Server) repoURL(r *http.Request, repo string) string {
 func (s *Server) grantFor(req *request, op, oid string, size int64) map[string]string {
 	g := Grant{Repo: req.op.Repo, Op: op, OID: oid, Size: size}
 	if u := req.op.User; u != nil {
-		g.User, g.Scopes = u.Name, u.Scopes
+		g.User, g.Scopes, g.Cred = u.Name, u.Scopes, u.Credential
 	}
 	return map[string]string{"Authorization": s.cfg.Signer.Sign(g, s.cfg.ActionTTL)}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -32,7 +33,8 @@ func (s *state) Current() gitgate.Snapshot {
 }
 
 // users signs in by the Basic user name alone (the test's stand-in for
-// tokens, which have their own tests in access).
+// tokens, which have their own tests in access); each user's one
+// credential is "token:<name>" while they are in the map.
 type users map[string]*gitgate.User
 
 func (u users) Authenticate(r *http.Request) (*gitgate.User, error) {
@@ -46,10 +48,16 @@ func (u users) Authenticate(r *http.Request) (*gitgate.User, error) {
 	return nil, errors.New("unknown user")
 }
 
-func (u users) User(name string) (*gitgate.User, bool) {
+func (u users) UserByCredential(name, credential string) (*gitgate.User, error) {
 	user, ok := u[name]
-	return user, ok
+	if !ok || credential != user.Credential {
+		return nil, errors.New("no such credential")
+	}
+	return user, nil
 }
+
+// gateAddr is the listener address requests arrive on in these tests.
+var gateAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080}
 
 type fixture struct {
 	srv   *Server
@@ -74,7 +82,7 @@ func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 		t.Fatal(err)
 	}
 	st := &state{}
-	u := users{"alice": {Name: "alice"}, "rita": {Name: "rita"}}
+	u := users{"alice": {Name: "alice", Credential: "token:alice"}, "rita": {Name: "rita", Credential: "token:rita"}}
 	cfg := Config{
 		Policy: &gitgate.Policy{State: st, Access: rules{
 			"alice": {"proj": gitgate.PermissionWrite, "secret": gitgate.PermissionWrite},
@@ -97,7 +105,8 @@ func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 // call serves one request in process. auth is a user name (Basic) or a
 // full Authorization header (with a space).
 func (f *fixture) call(method, path, auth string, body io.Reader) *httptest.ResponseRecorder {
-	r := httptest.NewRequest(method, "http://gate.example"+path, body)
+	r := httptest.NewRequest(method, "http://127.0.0.1:8080"+path, body)
+	r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, gateAddr))
 	switch {
 	case strings.Contains(auth, " "):
 		r.Header.Set("Authorization", auth)
@@ -143,10 +152,10 @@ func TestGrantsAreBound(t *testing.T) {
 	a, b := []byte("object a\n"), []byte("object b\n")
 	for _, c := range [][]byte{a, b} {
 		up := f.batch(t, "proj", "alice", "upload", c).Objects[0].Actions["upload"]
-		if !strings.HasPrefix(up.Href, "http://gate.example/proj.git/info/lfs/objects/") {
+		if !strings.HasPrefix(up.Href, "http://127.0.0.1:8080/proj.git/info/lfs/objects/") {
 			t.Fatalf("href %q does not point at the request's own URL", up.Href)
 		}
-		if w := f.call("PUT", strings.TrimPrefix(up.Href, "http://gate.example"), up.Header["Authorization"], bytes.NewReader(c)); w.Code != http.StatusOK {
+		if w := f.call("PUT", strings.TrimPrefix(up.Href, "http://127.0.0.1:8080"), up.Header["Authorization"], bytes.NewReader(c)); w.Code != http.StatusOK {
 			t.Fatalf("upload: %d %s", w.Code, w.Body)
 		}
 	}
@@ -281,7 +290,7 @@ func TestBounds(t *testing.T) {
 // URL and a header that works over HTTP, decided like every other door.
 func TestSSHAuthenticate(t *testing.T) {
 	f := newFixture(t, nil)
-	alice, rita := &gitgate.User{Name: "alice"}, &gitgate.User{Name: "rita"}
+	alice, rita := &gitgate.User{Name: "alice", Credential: "token:alice"}, &gitgate.User{Name: "rita", Credential: "token:rita"}
 	op := gitgate.Operation{Repo: "proj.git", User: rita, Transport: gitgate.TransportSSH}
 	// A reader gets a header (the write is decided per request, with the
 	// maintenance state of that moment), but an upload with it is refused.
@@ -406,12 +415,51 @@ func TestMaintenanceDuringUpload(t *testing.T) {
 // does not become an unscoped sign-in for its user.
 func TestGrantKeepsTokenScopes(t *testing.T) {
 	f := newFixture(t, nil)
-	g := f.srv.cfg.Signer.Sign(Grant{User: "alice", Repo: "proj", Op: "upload", Scopes: gitgate.ScopeReadRepository}, time.Minute)
+	g := f.srv.cfg.Signer.Sign(Grant{User: "alice", Cred: "token:alice", Repo: "proj", Op: "upload", Scopes: gitgate.ScopeReadRepository}, time.Minute)
 	w := f.call("POST", "/proj.git/info/lfs/objects/batch", g, strings.NewReader(`{"operation":"upload","objects":[]}`))
 	if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), gitgate.PushForbiddenMessage) {
 		t.Fatalf("upload on a read-scoped grant: %d %s", w.Code, w.Body)
 	}
 	if w := f.call("POST", "/proj.git/info/lfs/objects/batch", g, strings.NewReader(`{"operation":"download","objects":[]}`)); w.Code != http.StatusOK {
 		t.Fatalf("download on a read-scoped grant: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestGrantDiesWithItsCredential: a signed header (git-lfs-authenticate's
+// and a batch action's alike) is checked against the credential it was
+// issued on at every use, so it stops when that credential goes; a header
+// that names no credential is refused.
+func TestGrantDiesWithItsCredential(t *testing.T) {
+	f := newFixture(t, nil)
+	u := f.srv.cfg.Users.(users)
+	content := []byte("revoked soon\n")
+	up := f.batch(t, "proj", "alice", "upload", content).Objects[0].Actions["upload"]
+	op := gitgate.Operation{Repo: "proj", User: u["alice"], Transport: gitgate.TransportSSH}
+	raw, err := f.srv.SSHAuthenticate(context.Background(), &op, "upload")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ssh struct {
+		Header map[string]string `json:"header"`
+	}
+	json.Unmarshal(raw, &ssh)
+	list := "/proj.git/info/lfs/locks"
+	if w := f.call("GET", list, ssh.Header["Authorization"], nil); w.Code != http.StatusOK {
+		t.Fatalf("the SSH header before revocation: %d %s", w.Code, w.Body)
+	}
+	u["alice"] = &gitgate.User{Name: "alice", Credential: "token:alice-new"} // the old one is revoked
+	if w := f.call("GET", list, ssh.Header["Authorization"], nil); w.Code != http.StatusUnauthorized {
+		t.Fatalf("the SSH header after revocation: %d %s", w.Code, w.Body)
+	}
+	w := f.call("PUT", "/proj.git/info/lfs/objects/"+oidOf(content), up.Header["Authorization"], bytes.NewReader(content))
+	if w.Code != http.StatusUnauthorized {
+		t.Fatalf("the upload action's header after revocation: %d %s", w.Code, w.Body)
+	}
+	if _, ok := f.store.Stat("proj", oidOf(content)); ok {
+		t.Fatal("stored with a revoked credential's header")
+	}
+	bare := f.srv.cfg.Signer.Sign(Grant{User: "alice", Repo: "proj", Op: "download"}, time.Minute)
+	if w := f.call("GET", list, bare, nil); w.Code != http.StatusUnauthorized {
+		t.Fatalf("a header without a credential: %d %s", w.Code, w.Body)
 	}
 }

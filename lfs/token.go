@@ -42,6 +42,10 @@ type Grant struct {
 	// Scopes are the scopes of the token the grant was issued on (zero:
 	// unscoped, as SSH keys are): a grant never allows more than they did.
 	Scopes gitgate.Scopes `json:"c,omitempty"`
+	// Cred is the credential User signed in with (gitgate.User.Credential):
+	// every use checks that it is still theirs and valid, so a grant dies
+	// with the key, the token or the user it was issued on.
+	Cred string `json:"k,omitempty"`
 }
 
 // Signer issues and checks signed headers with a secret only the gate knows.
