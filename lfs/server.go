@@ -75,7 +75,8 @@ type Config struct {
 
 	// ExternalURL is the gate's public base URL (http://host:port); the
 	// hrefs in batch answers and git-lfs-authenticate start with it. When
-	// empty, HTTP answers use the request's own Host, and SSH answers use
+	// empty, HTTP answers use the address the request arrived on (its Host
+	// header only when that names the same address), and SSH answers use
 	// DefaultURL.
 	ExternalURL string
 	// DefaultURL gives the HTTP listener's URL, for SSH answers when no

@@ -26,7 +26,8 @@ func lfsFlags() []cli.Flag {
 		&cli.StringFlag{
 			Name: "external-url",
 			Usage: "the gate's public base URL (http(s)://host[:port]); Git LFS hrefs start with it " +
-				"(default: the URL of each HTTP request, and for git-lfs-authenticate over SSH the HTTP listener's)",
+				"(default: the address each HTTP request arrived on, never its Host header alone, " +
+				"and for git-lfs-authenticate over SSH the HTTP listener's; set it behind a proxy)",
 			EnvVars: []string{"GITGATE_EXTERNAL_URL"},
 		},
 		&cli.StringFlag{
