@@ -156,6 +156,7 @@ func (r *Replicator) syncLFS(ctx context.Context, repo string) error {
 		return nil
 	}
 	var l LFSListing
+	asked := time.Now()
 	err := r.getReplicate(ctx, LFSObjectsPath, repo, url.Values{"repo": {repo}}, maxLFSListing, &l)
 	if errors.Is(err, errNotServed) {
 		// A primary without an LFS store (or an older one): nothing to copy.
@@ -165,6 +166,7 @@ func (r *Replicator) syncLFS(ctx context.Context, repo string) error {
 	if err != nil {
 		return fmt.Errorf("lfs listing: %w", err)
 	}
+	r.pruneLFS(repo, l.Objects, asked)
 	counts := LFSCounts{Pending: len(l.Objects)}
 	r.setLFS(repo, counts)
 	var firstErr error
@@ -246,10 +248,21 @@ func (r *Replicator) setLFS(repo string, c LFSCounts) {
 // repo and returns its body (the caller closes it). The transfer is bound
 // by the fetch timeout.
 func (r *Replicator) openReplicate(ctx context.Context, path, repo string, q url.Values) (io.ReadCloser, error) {
+	resp, err := r.requestReplicate(ctx, http.MethodGet, path, repo, q)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// requestReplicate sends a GET or HEAD of a path of the primary with a
+// replicate token for repo and returns its 200 answer; its body (a
+// cancelBody) ends the request's deadline when closed.
+func (r *Replicator) requestReplicate(ctx context.Context, method, path, repo string, q url.Values) (*http.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.FetchTimeout)
 	u := r.f.endpoint(path)
 	u.RawQuery = q.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
 	if err != nil {
 		cancel()
 		return nil, err
@@ -272,7 +285,8 @@ func (r *Replicator) openReplicate(ctx context.Context, path, repo string, q url
 		}
 		return nil, fmt.Errorf("%s: %w: %s", path, errPrimaryStatus, jsonMessage(body, resp.Status))
 	}
-	return &cancelBody{ReadCloser: resp.Body, cancel: cancel}, nil
+	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
 }
 
 // getReplicate is openReplicate for a bounded JSON answer.

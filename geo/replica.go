@@ -719,6 +719,7 @@ func (r *Replicator) reconcile(ctx context.Context) error {
 		r.syncAccess(ctx)
 	}
 	r.emptyTrash()
+	r.sweepLFS(ctx)
 	poke(r.reportNow)
 	return nil
 }

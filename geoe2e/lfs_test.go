@@ -22,6 +22,7 @@ import (
 	"github.com/gitgate/gitgate/geo"
 	"github.com/gitgate/gitgate/gitgate"
 	"github.com/gitgate/gitgate/internal/gittest"
+	"github.com/gitgate/gitgate/lfs"
 )
 
 // TestGeoLFS starts one primary and one secondary and checks that Git LFS
@@ -66,7 +67,8 @@ func TestGeoLFS(t *testing.T) {
 	damage := startDamageProxy(t, primary.url())
 	sec := &gate{t: t, name: "eu", data: S, env: env, logPath: filepath.Join(work, "eu.log"),
 		args: []string{"--geo-role", "secondary", "--geo-primary-url", "http://" + damage.addr, "--geo-node-name", "eu",
-			"--geo-secret-file", filepath.Join(work, "eu.key"), "--geo-reconcile-interval", "1s"}}
+			"--geo-secret-file", filepath.Join(work, "eu.key"), "--geo-reconcile-interval", "1s",
+			"--geo-trash-retention", "1s"}}
 	startGate(t, sec)
 	t.Cleanup(sec.stop)
 	t.Cleanup(func() {
@@ -196,6 +198,82 @@ func TestGeoLFS(t *testing.T) {
 		})
 	})
 
+	// linkPath is where data links oid to group/media.
+	linkPath := func(data, oid string) string {
+		id := strings.TrimSpace(readFile(filepath.Join(data, "repositories", "group", "media.git", lfs.RepoIDFile)))
+		key := sha256.Sum256([]byte("group/media\x00" + id))
+		return filepath.Join(data, "lfs", "links", hex.EncodeToString(key[:]), oid[:2], oid)
+	}
+	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
+
+	t.Run("an object unlinked on the primary is unlinked on the secondary and removed after the trash retention", func(t *testing.T) {
+		oids := addFiles(clone, "u", 1)
+		gittest.MustGit(t, env, clone, "rm", "-q", "u0.bin")
+		gittest.MustGit(t, env, clone, "commit", "-q", "-m", "remove u0.bin")
+		gittest.MustGit(t, env, clone, "push", "-q", "origin", "main")
+		replicated("the object to unlink on the secondary", oids)
+		if !exists(linkPath(S, oids[0])) {
+			t.Fatalf("the secondary has not linked the object")
+		}
+		// The primary stops linking it (as a repository made again does).
+		if err := os.Remove(linkPath(P, oids[0])); err != nil {
+			t.Fatal(err)
+		}
+		await(t, "the object unlinked on the secondary", func() bool { return !exists(linkPath(S, oids[0])) })
+		req, _ := http.NewRequest("GET", sec.url()+"/group/media.git/info/lfs/objects/"+oids[0], nil)
+		req.SetBasicAuth("dev", dev)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusNotFound {
+			t.Fatalf("the unlinked object from the secondary: %s", res.Status)
+		}
+		await(t, "the unlinked object trashed on the secondary", func() bool {
+			return !exists(objectPath(S, oids[0])) && exists(filepath.Join(S, "lfs", "trash", oids[0]))
+		})
+		await(t, "the trashed object removed after the retention", func() bool {
+			return !exists(filepath.Join(S, "lfs", "trash", oids[0]))
+		})
+		for _, oid := range first {
+			if !intact(S, oid) {
+				t.Fatalf("a linked object was swept: %s", oid)
+			}
+		}
+	})
+
+	t.Run("a clone from the secondary gets the objects it has not copied yet from the primary", func(t *testing.T) {
+		damage.holdListings.Store(true) // the secondary copies no LFS object
+		defer damage.holdListings.Store(false)
+		oids := addFiles(clone, "f", 2)
+		gittest.MustGit(t, env, clone, "push", "-q", "origin", "main")
+		want := lsRemote(t, env, userURL(primary))
+		await(t, "the commit on the secondary", func() bool { return lsRemote(t, env, userURL(sec)) == want })
+		for _, oid := range oids {
+			if exists(objectPath(S, oid)) {
+				t.Fatalf("the secondary copied %s while the listings were held", oid)
+			}
+		}
+		fromSec := filepath.Join(work, "from-eu-early")
+		gittest.MustGit(t, env, work, "clone", "-q", userURL(sec), fromSec)
+		for _, name := range []string{"f0.bin", "f1.bin"} {
+			got, _ := os.ReadFile(filepath.Join(fromSec, name))
+			want, _ := os.ReadFile(filepath.Join(clone, name))
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%s cloned from the secondary before it was copied: %.60q", name, got)
+			}
+		}
+		for _, oid := range oids {
+			if !intact(S, oid) || !exists(linkPath(S, oid)) {
+				t.Fatalf("the object fetched from the primary is not stored and linked on the secondary: %s", oid)
+			}
+		}
+		if !strings.Contains(readFile(sec.logPath), "lfs object fetched from the Geo primary and served") {
+			t.Fatalf("the secondary did not log the fetch")
+		}
+	})
+
 	t.Run("in maintenance an upload through the secondary is refused", func(t *testing.T) {
 		mustCLI(t, env, P, "maintenance", "enable")
 		// Whether or not the secondary has heard of it yet, the upload
@@ -219,9 +297,12 @@ func TestGeoLFS(t *testing.T) {
 // damageProxy forwards to the primary and, while armed, changes the first
 // byte of every LFS object the secondary downloads (same size, wrong hash).
 type damageProxy struct {
-	armed   atomic.Bool
-	damaged atomic.Int32
-	addr    string
+	// holdListings, while set, answers the secondary's LFS listings 404
+	// (as a primary without LFS would), so it copies no LFS object.
+	holdListings atomic.Bool
+	armed        atomic.Bool
+	damaged      atomic.Int32
+	addr         string
 }
 
 func startDamageProxy(t testing.TB, target string) *damageProxy {
@@ -242,7 +323,13 @@ func startDamageProxy(t testing.TB, target string) *damageProxy {
 	}
 	ln := listenLoopback(t)
 	p.addr = ln.Addr().String()
-	srv := &http.Server{Handler: rp}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == geo.LFSObjectsPath && p.holdListings.Load() {
+			http.NotFound(w, r)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return p

@@ -86,6 +86,10 @@ type Config struct {
 	// allows (upload batches, object uploads and verifies) and every lock
 	// request go to the Geo primary through it, which decides them again.
 	Primary PrimaryProxy
+	// Origin is set on a Geo secondary: an object linked to a repository
+	// on the primary that this site has not copied yet is fetched from it
+	// when a client asks for it, rather than answered 404.
+	Origin Origin
 	// OnStored, when set, is called after an object has been stored and
 	// linked to a repository (a Geo primary records a change for it).
 	OnStored func(repo string)

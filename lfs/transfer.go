@@ -56,6 +56,10 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request, req *request, b *
 	}
 	base := s.repoURL(r, req.op.Repo)
 	ttl := int(s.cfg.ActionTTL.Seconds())
+	var fromOrigin map[string]int64 // on a Geo secondary: the objects not copied yet
+	if b.Operation == "download" {
+		fromOrigin = s.originStats(r.Context(), req, b.Objects)
+	}
 	out := make([]batchObject, 0, len(b.Objects))
 	for _, in := range b.Objects {
 		o := batchObject{OID: in.OID, Size: in.Size}
@@ -66,6 +70,9 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request, req *request, b *
 			o.Error = &objectError{Code: http.StatusUnprocessableEntity, Message: "Invalid object size."}
 		case b.Operation == "download":
 			size, ok := s.cfg.Store.Stat(req.op.Repo, in.OID)
+			if !ok {
+				size, ok = fromOrigin[in.OID]
+			}
 			if !ok || size != in.Size {
 				o.Error = &objectError{Code: http.StatusNotFound, Message: objectMissingMessage}
 				break
@@ -97,6 +104,10 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request, req *request, 
 		return
 	}
 	f, size, err := s.cfg.Store.Open(req.op.Repo, oid)
+	if err != nil && s.cfg.Origin != nil {
+		s.fetchThrough(w, r, req, oid)
+		return
+	}
 	if err != nil {
 		// Not linked to this repository is the same answer as missing.
 		req.log.Info("lfs object not found", "oid", oid)

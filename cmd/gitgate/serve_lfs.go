@@ -84,6 +84,7 @@ func (s *serveCmd) lfsServer(g *gate, auth httpgit.Authenticator) (*lfs.Server, 
 		ExternalURL:   s.lfs.externalURL,
 		DefaultURL:    func() string { return g.httpURL },
 		Primary:       g.geo.lfsPrimary(),
+		Origin:        g.geo.lfsOrigin(),
 		OnStored:      g.geo.lfsStored(),
 		MaxObjectSize: s.lfs.maxObjectSize,
 	})
@@ -102,6 +103,15 @@ func (gs *geoSite) lfsPrimary() lfs.PrimaryProxy {
 		return p
 	}
 	return nil
+}
+
+// lfsOrigin is where a Geo secondary fetches the LFS objects it has not
+// copied yet: the primary (nil on other sites).
+func (gs *geoSite) lfsOrigin() lfs.Origin {
+	if gs == nil || gs.replica == nil {
+		return nil
+	}
+	return gs.replica.LFSOrigin()
 }
 
 // lfsStored records a change for an LFS upload on a Geo primary, so that
