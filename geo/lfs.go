@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"strings"
@@ -350,57 +348,12 @@ func (f *Follower) ProxyLFS(w http.ResponseWriter, r *http.Request, rest string,
 		return
 	}
 	log := f.log.With("repo", repo, "user", user.String(), "transport", gitgate.TransportHTTP, "lfs", rest)
-	token, err := Sign(f.secret, f.node, pushClaims(user, repo), TokenTTL)
-	if err != nil {
-		log.Error("cannot sign a Geo push token", "err", err)
-		lfsError(w, http.StatusBadGateway, PrimaryUnreachableMessage)
-		return
-	}
 	target := f.endpoint("/" + repo + ".git/info/lfs/" + rest)
 	target.RawQuery = r.URL.RawQuery
-	start := time.Now()
-	rp := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.Out.URL = target
-			pr.Out.Host = ""
-			pr.Out.Header = http.Header{}
-			for _, k := range lfsForwardedHeaders {
-				if v := pr.In.Header.Values(k); len(v) > 0 {
-					pr.Out.Header[k] = v
-				}
-			}
-			pr.Out.Header.Set("Authorization", token)
-			pr.Out.Body = io.NopCloser(body)
-			pr.Out.ContentLength = contentLength
-			pr.SetXForwarded()
-		},
-		Transport: f.client.Transport,
-		ModifyResponse: func(resp *http.Response) error {
-			if resp.StatusCode == http.StatusUnauthorized {
-				return errSiteRefused
-			}
-			resp.Body = struct {
-				io.Reader
-				io.Closer
-			}{io.LimitReader(resp.Body, maxLFSProxyAnswer), resp.Body}
-			log.Info("LFS request proxied to the Geo primary", "status", resp.StatusCode, "duration", time.Since(start))
-			return nil
-		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if errors.Is(err, errSiteRefused) {
-				log.Error("the Geo primary refused this site's push token: check the node name and shared secret on both sites")
-				lfsError(w, http.StatusBadGateway, PrimaryRefusedSiteMessage)
-				return
-			}
-			if r.Context().Err() != nil {
-				return
-			}
-			log.Warn("cannot proxy the LFS request to the Geo primary", "err", err)
-			lfsError(w, http.StatusBadGateway, PrimaryUnreachableMessage)
-		},
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	rp.ServeHTTP(w, r)
+	f.primaryProxy(w, r, user, repo, log, proxyOptions{
+		what: "LFS request", target: target, headers: lfsForwardedHeaders[:], refuse: lfsError,
+		body: body, contentLength: contentLength, maxAnswer: maxLFSProxyAnswer,
+	})
 }
 
 // lfsError answers in the Git LFS error format.

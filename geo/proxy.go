@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
-	"net/http/httputil"
 	"strings"
 	"time"
 
@@ -64,58 +63,13 @@ func (f *Follower) ProxyHTTPPush(w http.ResponseWriter, r *http.Request, user *g
 	}
 	canon := repo
 	log := f.log.With("repo", canon, "user", user.String(), "transport", gitgate.TransportHTTP, "endpoint", endpoint)
-	token, err := Sign(f.secret, f.node, pushClaims(user, canon), TokenTTL)
-	if err != nil {
-		log.Error("cannot sign a Geo push token", "err", err)
-		refuseHTTP(w, http.StatusInternalServerError, PrimaryUnreachableMessage)
-		return
-	}
 	target := f.endpoint("/" + canon + ".git/" + endpoint)
 	if endpoint == "info/refs" {
 		target.RawQuery = "service=" + receivePackService
 	}
-	start := time.Now()
-	rp := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.Out.URL = target
-			pr.Out.Host = ""
-			pr.Out.Header = http.Header{}
-			for _, k := range forwardedHeaders {
-				if v := pr.In.Header.Values(k); len(v) > 0 {
-					pr.Out.Header[k] = v
-				}
-			}
-			pr.Out.Header.Set("Authorization", token)
-			pr.SetXForwarded()
-		},
-		Transport:     f.client.Transport,
-		FlushInterval: -1, // flush every write: progress and reports stream
-		ModifyResponse: func(resp *http.Response) error {
-			if resp.StatusCode == http.StatusUnauthorized {
-				return errSiteRefused
-			}
-			log.Info("push proxied to the Geo primary", "status", resp.StatusCode, "duration", time.Since(start))
-			return nil
-		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if errors.Is(err, errSiteRefused) {
-				log.Error("the Geo primary refused this site's push token: check the node name and shared secret on both sites")
-				refuseHTTP(w, http.StatusBadGateway, PrimaryRefusedSiteMessage)
-				return
-			}
-			if r.Context().Err() != nil {
-				log.Info("push client went away", "err", err)
-				return
-			}
-			log.Warn("cannot proxy the push to the Geo primary", "err", err)
-			refuseHTTP(w, http.StatusBadGateway, PrimaryUnreachableMessage)
-		},
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	// The primary may answer (progress, a refusal) while the client is
-	// still sending; HTTP/1 needs this to keep both directions open.
-	_ = http.NewResponseController(w).EnableFullDuplex()
-	rp.ServeHTTP(w, r)
+	f.primaryProxy(w, r, user, canon, log, proxyOptions{
+		what: "push", target: target, headers: forwardedHeaders[:], refuse: refuseHTTP, stream: true,
+	})
 }
 
 // receivePackEndpoint names the push endpoint r asks for: "info/refs"
