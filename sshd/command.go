@@ -120,24 +120,38 @@ type LFSCommand struct {
 	Operation string
 }
 
-// lfsAuthenticate is the command's name.
-const lfsAuthenticate = "git-lfs-authenticate"
+// The LFS commands' names.
+const (
+	lfsAuthenticate = "git-lfs-authenticate"
+	lfsTransfer     = "git-lfs-transfer"
+)
 
 // ParseLFSCommand recognises git-lfs-authenticate: ok is false for any other
 // command (then ParseCommand applies). Its arguments are a repository path,
 // bare or single-quoted as git-lfs sends it, and the operation, download or
 // upload; the path is checked as ParseCommand checks a git service's.
 func ParseLFSCommand(raw string) (cmd LFSCommand, ok bool, err error) {
-	args, ok := strings.CutPrefix(raw, lfsAuthenticate+" ")
+	return parseLFSCommand(lfsAuthenticate, raw)
+}
+
+// ParseLFSTransferCommand recognises git-lfs-transfer, the pure-SSH LFS
+// protocol, whose arguments are those of git-lfs-authenticate.
+func ParseLFSTransferCommand(raw string) (cmd LFSCommand, ok bool, err error) {
+	return parseLFSCommand(lfsTransfer, raw)
+}
+
+func parseLFSCommand(name, raw string) (cmd LFSCommand, ok bool, err error) {
+	usage := fmt.Errorf("%w: %s takes a path and download or upload", ErrMalformedCommand, name)
+	args, ok := strings.CutPrefix(raw, name+" ")
 	if !ok {
-		return LFSCommand{}, raw == lfsAuthenticate, fmt.Errorf("%w: git-lfs-authenticate takes a path and download or upload", ErrMalformedCommand)
+		return LFSCommand{}, raw == name, usage
 	}
 	if len(raw) > maxCommandLength {
 		return LFSCommand{}, true, fmt.Errorf("%w: longer than %d bytes", ErrMalformedCommand, maxCommandLength)
 	}
 	words := strings.Split(args, " ")
 	if len(words) != 2 || (words[1] != "download" && words[1] != "upload") {
-		return LFSCommand{}, true, fmt.Errorf("%w: git-lfs-authenticate takes a path and download or upload", ErrMalformedCommand)
+		return LFSCommand{}, true, usage
 	}
 	inner := words[0]
 	if q, quoted := strings.CutPrefix(inner, "'"); quoted {
@@ -152,9 +166,9 @@ func ParseLFSCommand(raw string) (cmd LFSCommand, ok bool, err error) {
 	if !slash {
 		path, _ = strings.CutPrefix(inner, "~/")
 	}
-	name, err := gitgate.CleanName(path)
+	clean, err := gitgate.CleanName(path)
 	if err != nil {
 		return LFSCommand{}, true, fmt.Errorf("%w: %w", ErrInvalidPath, err)
 	}
-	return LFSCommand{Path: path, Name: name, Operation: words[1]}, true, nil
+	return LFSCommand{Path: path, Name: clean, Operation: words[1]}, true, nil
 }

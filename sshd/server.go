@@ -55,6 +55,17 @@ type LFSAuthenticator interface {
 	SSHAuthenticate(ctx context.Context, op *gitgate.Operation, operation string) ([]byte, error)
 }
 
+// LFSTransferer runs git-lfs-transfer sessions (the pure-SSH LFS
+// protocol) for op (User set, Repo as sent) on the session's streams. An
+// LFSAuthenticator that implements it serves that command too, where
+// TransferAvailable says so; elsewhere the command is refused as unknown,
+// and git-lfs falls back to git-lfs-authenticate. A *gitgate.Refusal error
+// is shown like the server's own refusals.
+type LFSTransferer interface {
+	TransferAvailable() bool
+	SSHTransfer(ctx context.Context, op *gitgate.Operation, operation string, stdin io.Reader, stdout io.Writer) error
+}
+
 // Config holds a Server's dependencies and limits. Keys, Policy, Resolver,
 // Runner and HostKeyDir are required. For the limits, zero means the default;
 // a negative duration turns that limit off.

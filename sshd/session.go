@@ -252,6 +252,13 @@ func (s *Server) gateSession(ctx context.Context, sess *session, op *gitgate.Ope
 		op.Repo = lc.Path
 		return s.lfsAuthenticate(ctx, sess, op, lc.Operation)
 	}
+	if lc, isLFS, err := ParseLFSTransferCommand(sess.command); isLFS {
+		if err != nil {
+			return sess.fail(exitUsage, commandMessage(err)), err
+		}
+		op.Repo = lc.Path
+		return s.lfsTransfer(ctx, sess, op, lc.Operation)
+	}
 	cmd, err := ParseCommand(sess.command)
 	if err != nil {
 		return sess.fail(exitUsage, commandMessage(err)), err
@@ -323,6 +330,25 @@ func (s *Server) lfsAuthenticate(ctx context.Context, sess *session, op *gitgate
 		return sess.fail(exitRefused, internalErrorMessage), err
 	}
 	sess.ch.Write(append(answer, '\n'))
+	return 0, nil
+}
+
+// lfsTransfer runs a git-lfs-transfer session on the channel. Without an
+// LFS server that serves it the command is refused as unknown, and git-lfs
+// falls back to git-lfs-authenticate.
+func (s *Server) lfsTransfer(ctx context.Context, sess *session, op *gitgate.Operation, operation string) (int, error) {
+	t, ok := s.cfg.LFS.(LFSTransferer)
+	if !ok || !t.TransferAvailable() {
+		return sess.fail(exitUsage, disallowedMessage), ErrDisallowedCommand
+	}
+	err := t.SSHTransfer(ctx, op, operation, activityReader{sess.ch, sess.conn}, activityWriter{sess.ch, sess.conn})
+	var r *gitgate.Refusal
+	switch {
+	case errors.As(err, &r):
+		return sess.refuse(r), r
+	case err != nil:
+		return exitRefused, fmt.Errorf("git-lfs-transfer: %w", err)
+	}
 	return 0, nil
 }
 
