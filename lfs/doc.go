@@ -24,7 +24,18 @@
 // signed with a per-gate secret (lfs/secret in the data dir), bound to user,
 // repository, operation and object. git-lfs-authenticate answers a header of
 // the same kind bound to user, repository and operation, so an SSH user needs
-// no HTTP token.
+// no HTTP token. A header names the credential it was issued on (the SSH
+// key or the access token, gitgate.User.Credential), and every use checks it
+// against the live access data ([UserLookup]) and decides with the policy
+// again, so a header dies with its key, token, user or access. The hrefs
+// point at --external-url, or else at the address the request arrived on,
+// never at a host named only by the request (see baseurl.go).
+//
+// # git-lfs-transfer
+//
+// [Server.SSHTransfer] serves the pure-SSH protocol that git-lfs tries
+// first: the same policy, store, limits and metrics over pkt-lines on the
+// SSH channel, every read bounded, every write decided when it comes.
 //
 // # Geo
 //
@@ -43,7 +54,12 @@
 // endpoints (with its signed headers), so object bytes go to the primary
 // directly and never through the secondary. So a secondary with a stale
 // view of maintenance cannot let an upload through, and git-lfs shows the
-// primary's refusal message. A proxy of every object byte would work too,
+// primary's refusal message. An object the secondary has not copied yet is
+// fetched from the primary ([Origin]) when a client asks for it, streamed
+// to the client and into the store; objects the primary no longer links to a
+// repository are unlinked here ([Store.Prune]) and objects no repository
+// links go to a trash emptied after a retention ([Store.Sweep]). A proxy of
+// every object byte would work too,
 // but would double the traffic of every upload and need the secondary to
 // verify the primary's signed headers; pointing the client at the primary
 // is what the batch API's hrefs are for. On the primary, [Config.OnStored]

@@ -65,7 +65,7 @@ func geoFlags() []cli.Flag {
 		},
 		&cli.DurationFlag{
 			Name:    "geo-trash-retention",
-			Usage:   "secondary: how long the trash keeps a removed repository",
+			Usage:   "secondary: how long the trash keeps a removed repository, and a Git LFS object no repository links",
 			Value:   geo.DefaultTrashRetention,
 			EnvVars: []string{"GITGATE_GEO_TRASH_RETENTION"},
 		},
