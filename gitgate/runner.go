@@ -61,6 +61,17 @@ type Runner struct {
 	// PackObjects, when set, serves the pack-objects runs of upload-pack
 	// (package packcache). Set it before the first Run.
 	PackObjects PackObjectsHook
+	// Pushes, when set, is told of every push's git process (receive-pack,
+	// not its ref advertisement), so that the push's hooks can reach the
+	// gate (package pgstore's HookGate). Set it before the first Run.
+	Pushes SessionHook
+}
+
+// SessionHook is told of the git processes of one kind the runner starts.
+type SessionHook interface {
+	// Start returns more environment for the git process of inv, and the
+	// function to call once git has exited.
+	Start(inv Invocation) (env []string, done func())
 }
 
 // PackObjectsHook serves the packs of upload-pack instead of git's own
@@ -178,6 +189,11 @@ func (r *Runner) run(ctx context.Context, inv Invocation) error {
 	cmd := r.command(inv)
 	if r.PackObjects != nil && inv.Op.Service == UploadPack && !inv.AdvertiseRefs {
 		env, done := r.PackObjects.Start(inv)
+		cmd.Env = append(cmd.Env, env...)
+		defer done()
+	}
+	if r.Pushes != nil && inv.Op.Service == ReceivePack && !inv.AdvertiseRefs {
+		env, done := r.Pushes.Start(inv)
 		cmd.Env = append(cmd.Env, env...)
 		defer done()
 	}

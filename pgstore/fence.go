@@ -89,25 +89,65 @@ func RegisterTxn(ctx context.Context, connString string, owner TxnOwner, ttl tim
 		return gitgate.State{}, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	var st gitgate.State
-	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `LOCK TABLE maintenance_state IN ROW EXCLUSIVE MODE`); err != nil {
-			return err
-		}
-		var err error
-		if st, err = loadState(ctx, tx); err != nil {
-			return err
-		}
-		// Registered even when refused: git runs the hook with
-		// "aborted" next, which releases one record of its process.
-		_, err = tx.Exec(ctx, `INSERT INTO ref_transactions (host, pid, repo, expires_at)
-			VALUES ($1, $2, $3, now() + $4::interval)`, owner.Host, owner.PID, owner.Repo, ttl)
-		return err
-	})
+	st, _, err := registerTxn(ctx, conn, owner, ttl)
 	if err != nil {
 		return gitgate.State{}, scrub(fmt.Errorf("register ref transaction in %s: %w", Redact(connString), err), secret)
 	}
 	return st, nil
+}
+
+// batcher sends a batch: a *pgx.Conn or a *pgxpool.Pool.
+type batcher interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// registerTxn is the registration in one round trip: BEGIN, the lock that
+// orders it with every state change, the read, the row, COMMIT, sent
+// together. A failed statement aborts the rest and the transaction (a
+// pool's connection in a failed transaction is closed, not reused). It
+// returns the state read and the row's id (also with the error of a state
+// that does not validate: the row is there).
+func registerTxn(ctx context.Context, q batcher, owner TxnOwner, ttl time.Duration) (gitgate.State, int64, error) {
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
+	b.Queue(`LOCK TABLE maintenance_state IN ROW EXCLUSIVE MODE`)
+	b.Queue(stateQuery)
+	// Registered even when refused: git runs the hook with "aborted"
+	// next, which releases one record of its process.
+	b.Queue(`INSERT INTO ref_transactions (host, pid, repo, expires_at)
+		VALUES ($1, $2, $3, now() + $4::interval) RETURNING id`, owner.Host, owner.PID, owner.Repo, ttl)
+	b.Queue(`COMMIT`)
+	br := q.SendBatch(ctx, b)
+	var st gitgate.State
+	var id int64
+	err := func() error {
+		for range 2 {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		var err error
+		if st, err = scanStateRow(br.QueryRow()); err != nil {
+			return err
+		}
+		if err := br.QueryRow().Scan(&id); err != nil {
+			return err
+		}
+		_, err = br.Exec()
+		return err
+	}()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return gitgate.State{}, 0, err
+	}
+	// A state that does not validate is an error, but the row is
+	// registered (and released by "aborted").
+	if err := validState(st); err != nil {
+		return gitgate.State{}, id, err
+	}
+	return st, id, nil
 }
 
 // ReleaseTxn removes the newest row of owner's git process: its

@@ -28,12 +28,37 @@ type queryer interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }
 
+// stateQuery reads the state's row; [scanState] reads its answer.
+const stateQuery = `SELECT enabled, message, since, changed_by, version FROM maintenance_state WHERE id = 1`
+
 func loadState(ctx context.Context, q queryer) (gitgate.State, error) {
+	return scanState(q.QueryRow(ctx, stateQuery))
+}
+
+// scanState reads the answer of stateQuery: no row is "not in
+// maintenance", version 0; a row that does not validate is an error.
+func scanState(row pgx.Row) (gitgate.State, error) {
+	st, err := scanStateRow(row)
+	if err != nil {
+		return gitgate.State{}, err
+	}
+	return st, validState(st)
+}
+
+// validState checks a state read from the database.
+func validState(st gitgate.State) error {
+	if err := st.Validate(); err != nil {
+		return fmt.Errorf("maintenance state in the database: %w", err)
+	}
+	return nil
+}
+
+// scanStateRow reads the answer of stateQuery without validating it.
+func scanStateRow(row pgx.Row) (gitgate.State, error) {
 	var st gitgate.State
 	var since *time.Time
 	var version int64
-	err := q.QueryRow(ctx, `SELECT enabled, message, since, changed_by, version FROM maintenance_state WHERE id = 1`).
-		Scan(&st.Enabled, &st.Message, &since, &st.By, &version)
+	err := row.Scan(&st.Enabled, &st.Message, &since, &st.By, &version)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return gitgate.State{}, nil
 	}
@@ -43,9 +68,6 @@ func loadState(ctx context.Context, q queryer) (gitgate.State, error) {
 	st.Version = uint64(version)
 	if since != nil {
 		st.Since = since.UTC()
-	}
-	if err := st.Validate(); err != nil {
-		return gitgate.State{}, fmt.Errorf("maintenance state in the database: %w", err)
 	}
 	return st, nil
 }

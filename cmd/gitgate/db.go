@@ -299,10 +299,21 @@ type dbHookSource struct {
 	gateSocket string
 }
 
-// Load reads the state from the local gate, or from the database.
+// Load reads the state from the gate that runs the push (its hook
+// socket), or the local gate, or the database.
 func (s dbHookSource) Load(ctx context.Context) (gitgate.State, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
+	if socket, secret := pgstore.HookEnv(); socket != "" && secret != "" {
+		st, err := pgstore.GateState(ctx, socket, secret)
+		if err == nil {
+			return st, nil
+		}
+		if !errors.Is(err, pgstore.ErrNoGate) {
+			return gitgate.State{}, &hooks.StateError{Reason: ReasonDatabase, Err: err}
+		}
+		// The gate is gone: read the database.
+	}
 	if s.gateSocket != "" {
 		if _, err := os.Stat(s.gateSocket); err == nil {
 			set, err := api.NewSocketClient(s.gateSocket).Settings(ctx)

@@ -80,6 +80,7 @@ type sharedSite struct {
 	db        *pgstore.DB
 	view      *pgstore.StateView
 	inflight  *pgstore.Inflight
+	hooks     *pgstore.HookGate // nil without the hook socket
 	connected atomic.Bool
 }
 
@@ -118,10 +119,14 @@ func (s *serveCmd) buildShared(ctx context.Context, g *gate) error {
 	w := &pgstore.Watcher{DB: db, OnState: g.live.Reload, OnAccess: func() { _ = g.users.Reload() },
 		Refresh: refresh, Connected: sh.connected.Store}
 	sh.connected.Store(true)
+	serveHooks := s.hookGate(g, db)
 	g.background = append(g.background, func(ctx context.Context) error {
 		var wg sync.WaitGroup
 		wg.Go(func() { w.Run(ctx) })
 		wg.Go(func() { _ = sh.inflight.Run(ctx) })
+		if serveHooks != nil {
+			wg.Go(func() { serveHooks(ctx) })
+		}
 		wg.Wait()
 		db.Close()
 		return nil
@@ -139,6 +144,11 @@ func (s *serveCmd) shareTracker(g *gate) error {
 		return nil
 	}
 	g.tracker.ShareWith(sh.inflight)
+	if sh.hooks != nil {
+		if err := g.metrics.Register(hookGateMetrics(sh.hooks)...); err != nil {
+			return err
+		}
+	}
 	return g.metrics.Register(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "gitgate_database_up",
