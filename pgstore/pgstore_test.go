@@ -101,13 +101,21 @@ func TestStateLiveAcrossGates(t *testing.T) {
 	if st, err := a.Load(t.Context()); err != nil || st.Version != 0 || st.Enabled {
 		t.Fatalf("fresh database: %+v, %v", st, err)
 	}
-	live := gitgate.NewLiveState(NewStateView(b, 10*time.Second), slog.New(slog.DiscardHandler))
+	view := NewStateView(b, 10*time.Second)
+	live := gitgate.NewLiveState(view, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
 	var connected atomic.Bool
-	w := &Watcher{DB: b, OnState: live.Reload, OnAccess: func() {}, Refresh: time.Second, Connected: connected.Store}
+	var offered atomic.Int64
+	w := &Watcher{DB: b, OnState: live.Reload, OnAccess: func() {}, Refresh: time.Second, Connected: connected.Store,
+		OnStateNotice: func(p string) {
+			if view.Offer(p) {
+				offered.Add(1)
+			}
+			live.Reload()
+		}}
 	wg.Go(func() { w.Run(ctx) })
 	waitFor(t, "the watcher to connect", connected.Load)
 
@@ -135,6 +143,9 @@ func TestStateLiveAcrossGates(t *testing.T) {
 		if got.Err != nil || got.State.Version != st.Version || got.State.Enabled != st.Enabled || got.State.By != "alice" {
 			t.Fatalf("gate B sees %+v, want %+v", got, st)
 		}
+	}
+	if n := offered.Load(); n != 20 {
+		t.Errorf("%d of 20 notifications carried a usable state", n)
 	}
 	bad := strings.Repeat("x", 300)
 	if _, err := a.Apply(t.Context(), gitgate.Change{Message: &bad}); !errors.Is(err, gitgate.ErrInvalidMessage) {

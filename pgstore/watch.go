@@ -32,6 +32,10 @@ type Watcher struct {
 	// Connected, if set, is called with true when the watch connection is
 	// established and false when it is lost.
 	Connected func(bool)
+	// OnStateNotice, if set, is called instead of OnState on a state
+	// notification, with its payload (since schema 3, the new state: see
+	// [StateView.Offer]).
+	OnStateNotice func(payload string)
 }
 
 // Run watches until ctx ends.
@@ -119,9 +123,12 @@ func (w *Watcher) wait(ctx context.Context, conn *pgx.Conn, refresh time.Duratio
 		cancel()
 		switch {
 		case err == nil:
-			if n.Channel == ChannelAccess {
+			switch {
+			case n.Channel == ChannelAccess:
 				w.OnAccess()
-			} else {
+			case w.OnStateNotice != nil:
+				w.OnStateNotice(n.Payload)
+			default:
 				w.OnState()
 			}
 			continue
