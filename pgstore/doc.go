@@ -15,9 +15,17 @@
 //     older or newer than this binary knows.
 //   - Every change to the state or the access document fires NOTIFY from a
 //     trigger, in the changing transaction. [Watcher] holds one dedicated
-//     connection that LISTENs; on a notification it re-reads what changed;
-//     on a lost connection it reconnects with backoff and re-reads
-//     everything, so a notification sent while it was away is never missed.
+//     connection that LISTENs; on a lost connection it reconnects with
+//     backoff and re-reads everything, so a notification sent while it was
+//     away is never missed. A state notification carries the new state
+//     (schema 3), which [StateView.Offer] publishes without a read unless
+//     it would step the state back; access changes are re-read.
+//   - The hooks of a push a gate runs ask that gate ([HookGate], over a
+//     Unix socket with a per-push secret), which answers from memory
+//     (pre-receive) or runs the ref fence's transaction on its pool
+//     (reference-transaction), holding the rows for as long as the push's
+//     git process lives: see hookgate.go and fence.go. Hooks of pushes
+//     through other servers connect to the database themselves.
 //   - Stale bound: [StateView] is what the gate's LiveState loads. It
 //     remembers when it last read the database; while the database is
 //     unreachable it answers the last known state until that is older than
