@@ -164,13 +164,14 @@ func (h *HookGate) Start(inv gitgate.Invocation) (env []string, done func()) {
 	env = []string{EnvHookSocket + "=" + h.socket, EnvHookSecret + "=" + secret}
 	return env, func() {
 		h.mu.Lock()
-		sess := h.sessions[secret]
+		rows := h.sessions[secret].rows
+		h.sessions[secret].rows = nil
 		delete(h.sessions, secret)
 		close(h.idle)
 		h.idle = make(chan struct{})
 		h.mu.Unlock()
-		if len(sess.rows) > 0 {
-			h.drop(sess.rows, "git exited")
+		if len(rows) > 0 {
+			h.drop(rows, "git exited")
 		}
 	}
 }
