@@ -93,9 +93,12 @@ func hookCommand() *cli.Command {
 				"on stderr and exits 1, so git declines every ref update. The state comes from\n" +
 				"--status-url when set, else from the site's database (--database-url, or\n" +
 				"GITGATE_DATABASE_URL), else from the data dir (--data-dir, or GITGATE_DATA_DIR);\n" +
-				"the gate sets both variables for the git processes it starts. When it cannot be read\n" +
-				"(in time), the push is refused with the reason, unless --fail-open; so it is\n" +
-				"on SIGINT or SIGTERM, and when the git process that runs it dies. After a successful\n" +
+				"the gate sets both variables for the git processes it starts. With a database, a\n" +
+				"push through a gate asks that gate (GITGATE_TXN_SOCKET and GITGATE_TXN_SECRET, set\n" +
+				"by the gate) and reads the database itself only when no gate answers there.\n" +
+				"When it cannot be read (in time), the push is refused with the reason, unless\n" +
+				"--fail-open; so it is on SIGINT or SIGTERM, and when the git process that runs it\n" +
+				"dies. After a successful\n" +
 				"check it runs the --chained hook, if that exists, with the same stdin, and\n" +
 				"exits with its status.",
 			Flags: hookFlags(hooks.HookName),
@@ -128,7 +131,8 @@ func hookCommand() *cli.Command {
 			ArgsUsage: "prepared|committed|aborted",
 			Description: "Git runs it at each step of a ref transaction. For a push (git receive-pack),\n" +
 				"in \"prepared\" it first registers the update in <data-dir>/" + gitgate.TxnDirName + " (with a\n" +
-				"database: in the database, in one transaction with the read), then reads\n" +
+				"database: in the database, in one transaction with the read, done by the gate\n" +
+				"that runs the push when it gave the hook its socket), then reads\n" +
 				"the state: in maintenance mode, or when the state cannot be read (unless\n" +
 				"--fail-open), it prints the refusal and exits 1, so git aborts the update.\n" +
 				"\"committed\" and \"aborted\" remove the registration. \"maintenance enable\" waits\n" +
