@@ -98,9 +98,8 @@ func hookCommand() *cli.Command {
 				"by the gate) and reads the database itself only when no gate answers there.\n" +
 				"When it cannot be read (in time), the push is refused with the reason, unless\n" +
 				"--fail-open; so it is on SIGINT or SIGTERM, and when the git process that runs it\n" +
-				"dies. After a successful\n" +
-				"check it runs the --chained hook, if that exists, with the same stdin, and\n" +
-				"exits with its status.",
+				"dies. After a successful check it runs the --chained hook, if that exists, with\n" +
+				"the same stdin, and exits with its status.",
 			Flags: hookFlags(hooks.HookName),
 			Action: func(c *cli.Context) error {
 				if c.Args().Present() {
