@@ -204,16 +204,22 @@ func (h *HookGate) Serve(ctx context.Context, ln net.Listener, grace time.Durati
 	sem := make(chan struct{}, maxHookConns)
 	accepted := make(chan error, 1)
 	go func() {
+		delay := 5 * time.Millisecond
 		for {
 			conn, err := ln.Accept()
-			if err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					continue
-				}
+			if errors.Is(err, net.ErrClosed) {
 				accepted <- err
 				return
 			}
+			if err != nil {
+				// Out of descriptors, say: go on after a pause, as
+				// net/http does; meanwhile hooks fail closed.
+				h.log.Warn("hook socket: accept failed", "err", err)
+				time.Sleep(delay)
+				delay = min(2*delay, time.Second)
+				continue
+			}
+			delay = 5 * time.Millisecond
 			select {
 			case sem <- struct{}{}:
 			default:
@@ -250,11 +256,9 @@ loop:
 			break loop
 		case <-idle:
 		case err = <-accepted:
-			if ctx.Err() == nil {
-				err = fmt.Errorf("hook socket: %w", err)
-			} else {
-				err = nil
-			}
+			// The listener was closed under the gate (it is closed
+			// only below): the pushes' rows go when their git exits.
+			err = fmt.Errorf("hook socket: %w", err)
 			break loop
 		case <-tick.C:
 			h.refresh(ctx)
@@ -265,6 +269,10 @@ loop:
 		<-accepted
 	}
 	conns.Wait()
+	if err != nil {
+		h.work.Wait()
+		return err
+	}
 	h.mu.Lock()
 	var left []int64
 	for _, s := range h.sessions {
