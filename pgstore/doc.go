@@ -17,9 +17,11 @@
 //     trigger, in the changing transaction. [Watcher] holds one dedicated
 //     connection that LISTENs; on a lost connection it reconnects with
 //     backoff and re-reads everything, so a notification sent while it was
-//     away is never missed. A state notification carries the new state
-//     (schema 3), which [StateView.Offer] publishes without a read unless
-//     it would step the state back; access changes are re-read.
+//     away is never missed. A notification is only a wake-up: the gate
+//     re-reads what changed from the tables. Its payload (the new state
+//     since schema 3) is not trusted, because any role that may connect
+//     may NOTIFY on any channel without a privilege on the tables; taking
+//     it let such a role turn maintenance off on every gate.
 //   - The hooks of a push a gate runs ask that gate ([HookGate], over a
 //     Unix socket with a per-push secret), which answers from memory
 //     (pre-receive) or runs the ref fence's transaction on its pool

@@ -108,14 +108,7 @@ func TestStateLiveAcrossGates(t *testing.T) {
 	defer wg.Wait()
 	defer cancel()
 	var connected atomic.Bool
-	var offered atomic.Int64
-	w := &Watcher{DB: b, OnState: live.Reload, OnAccess: func() {}, Refresh: time.Second, Connected: connected.Store,
-		OnStateNotice: func(p string) {
-			if view.Offer(p) {
-				offered.Add(1)
-			}
-			live.Reload()
-		}}
+	w := &Watcher{DB: b, OnState: live.Reload, OnAccess: func() {}, Refresh: time.Second, Connected: connected.Store}
 	wg.Go(func() { w.Run(ctx) })
 	waitFor(t, "the watcher to connect", connected.Load)
 
@@ -143,9 +136,6 @@ func TestStateLiveAcrossGates(t *testing.T) {
 		if got.Err != nil || got.State.Version != st.Version || got.State.Enabled != st.Enabled || got.State.By != "alice" {
 			t.Fatalf("gate B sees %+v, want %+v", got, st)
 		}
-	}
-	if n := offered.Load(); n != 20 {
-		t.Errorf("%d of 20 notifications carried a usable state", n)
 	}
 	bad := strings.Repeat("x", 300)
 	if _, err := a.Apply(t.Context(), gitgate.Change{Message: &bad}); !errors.Is(err, gitgate.ErrInvalidMessage) {

@@ -2,10 +2,8 @@ package pgstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -164,11 +162,10 @@ type StateView struct {
 	DB         *DB
 	StaleAfter time.Duration
 
-	mu      sync.Mutex
-	last    gitgate.State
-	lastOK  time.Time      // zero: never read
-	pending *gitgate.State // offered by a NOTIFY, not yet loaded
-	now     func() time.Time
+	mu     sync.Mutex
+	last   gitgate.State
+	lastOK time.Time // zero: never read
+	now    func() time.Time
 }
 
 // NewStateView returns a view of db's state with the given bound.
@@ -176,20 +173,8 @@ func NewStateView(db *DB, staleAfter time.Duration) *StateView {
 	return &StateView{DB: db, StaleAfter: staleAfter, now: time.Now}
 }
 
-// Load reads the state, or answers the last one within the bound. A state
-// offered by a NOTIFY ([StateView.Offer]) is answered without a read: it
-// is what the database committed last.
+// Load reads the state, or answers the last one within the bound.
 func (v *StateView) Load(ctx context.Context) (gitgate.State, error) {
-	v.mu.Lock()
-	if p := v.pending; p != nil {
-		v.pending = nil
-		if v.lastOK.IsZero() || p.Version >= v.last.Version {
-			v.last, v.lastOK = *p, v.now()
-			v.mu.Unlock()
-			return *p, nil
-		}
-	}
-	v.mu.Unlock()
 	st, err := v.DB.Load(ctx)
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -254,64 +239,4 @@ func LoadOnce(ctx context.Context, connString string) (gitgate.State, error) {
 		return gitgate.State{}, scrub(fmt.Errorf("read maintenance state from %s: %w", Redact(connString), err), cfg.Password)
 	}
 	return st, nil
-}
-
-// maxNotifyPayload is PostgreSQL's bound on a NOTIFY payload.
-const maxNotifyPayload = 8000
-
-// notifyPayload is the state a change's NOTIFY carries (schema 3).
-type notifyPayload struct {
-	Version *int64  `json:"v"`
-	Enabled *bool   `json:"e"`
-	Message *string `json:"m"`
-	Since   *int64  `json:"s"` // microseconds since the epoch
-	By      *string `json:"b"`
-}
-
-// parseNotifyPayload reads the state from a NOTIFY payload; false when
-// the payload does not carry a whole, valid state (an older schema's bare
-// version, a state too large to carry): the state must be re-read.
-func parseNotifyPayload(payload string) (gitgate.State, bool) {
-	if len(payload) > maxNotifyPayload || !strings.HasPrefix(payload, "{") {
-		return gitgate.State{}, false
-	}
-	var p notifyPayload
-	if err := json.Unmarshal([]byte(payload), &p); err != nil {
-		return gitgate.State{}, false
-	}
-	if p.Version == nil || *p.Version < 0 || p.Enabled == nil || p.Message == nil || p.By == nil {
-		return gitgate.State{}, false
-	}
-	st := gitgate.State{Version: uint64(*p.Version), Enabled: *p.Enabled, Message: *p.Message, By: *p.By}
-	if p.Since != nil {
-		st.Since = time.UnixMicro(*p.Since).UTC()
-	}
-	if st.Validate() != nil {
-		return gitgate.State{}, false
-	}
-	return st, true
-}
-
-// Offer hands the view the state a NOTIFY carried, so that the next Load
-// publishes it without reading the database. It reports whether the
-// payload is used; when not (no whole state in it, or a version older
-// than the last one known, or as old but different: the database was
-// reset or mirrored by force), the next Load reads the database. So the
-// published state never steps back on a notification: only a read of the
-// database can publish an older version.
-func (v *StateView) Offer(payload string) bool {
-	st, ok := parseNotifyPayload(payload)
-	if !ok {
-		return false
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if !v.lastOK.IsZero() && (st.Version < v.last.Version ||
-		st.Version == v.last.Version && (st.Enabled != v.last.Enabled || st.Message != v.last.Message || st.By != v.last.By)) {
-		return false
-	}
-	if v.pending == nil || st.Version >= v.pending.Version {
-		v.pending = &st
-	}
-	return true
 }

@@ -32,10 +32,6 @@ type Watcher struct {
 	// Connected, if set, is called with true when the watch connection is
 	// established and false when it is lost.
 	Connected func(bool)
-	// OnStateNotice, if set, is called instead of OnState on a state
-	// notification, with its payload (since schema 3, the new state: see
-	// [StateView.Offer]).
-	OnStateNotice func(payload string)
 }
 
 // Run watches until ctx ends.
@@ -126,8 +122,6 @@ func (w *Watcher) wait(ctx context.Context, conn *pgx.Conn, refresh time.Duratio
 			switch {
 			case n.Channel == ChannelAccess:
 				w.OnAccess()
-			case w.OnStateNotice != nil:
-				w.OnStateNotice(n.Payload)
 			default:
 				w.OnState()
 			}

@@ -117,13 +117,7 @@ func (s *serveCmd) buildShared(ctx context.Context, g *gate) error {
 
 	refresh := min(s.database.staleAfter/4, time.Second)
 	w := &pgstore.Watcher{DB: db, OnState: g.live.Reload, OnAccess: func() { _ = g.users.Reload() },
-		Refresh: refresh, Connected: sh.connected.Store,
-		// The notification carries the new state: published at once,
-		// without reading the database again.
-		OnStateNotice: func(payload string) {
-			sh.view.Offer(payload)
-			g.live.Reload()
-		}}
+		Refresh: refresh, Connected: sh.connected.Store}
 	sh.connected.Store(true)
 	serveHooks := s.hookGate(g, db)
 	g.background = append(g.background, func(ctx context.Context) error {
