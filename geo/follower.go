@@ -118,6 +118,9 @@ type Follower struct {
 	// replica is the site's replication, when it runs (NewReplicator).
 	replica *Replicator
 
+	termMu sync.Mutex
+	term   *Term // the highest failover term seen; nil before the first
+
 	mu sync.Mutex
 	st followerState
 	// statusChanged asks the status file writer to write now (the
@@ -164,6 +167,15 @@ func NewFollower(opts SecondaryOptions, store *gitgate.FileStore, live *gitgate.
 		log:     log.With("geo_role", "secondary", "node", opts.NodeName, "primary", primary.String()),
 		dataDir: filepath.Dir(store.Path()),
 		now:     time.Now,
+	}
+	rec, ok, err := ReadRole(f.dataDir)
+	switch {
+	case err != nil:
+		return nil, err
+	case ok && rec.Role == RolePrimary:
+		return nil, fmt.Errorf("this site was promoted to Geo primary in %s: start it with --geo-role primary", rec.Term)
+	case ok:
+		f.term = &rec.Term
 	}
 	f.st = followerState{since: f.now(), version: live.Current().State.Version}
 	// Staleness survives a restart: start from the last contact recorded.
@@ -228,7 +240,11 @@ func (f *Follower) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		start := f.now()
 		before := f.Status().Version
+		f.reloadPromotion()
 		resp, err := f.poll(ctx, resync)
+		if err == nil {
+			err = f.checkTerm(resp)
+		}
 		if err == nil {
 			err = f.apply(ctx, resp, resync)
 		}
@@ -289,7 +305,7 @@ func (f *Follower) poll(ctx context.Context, sync bool) (StatusResponse, error) 
 	if err != nil {
 		return StatusResponse{}, fmt.Errorf("status request: %w", err)
 	}
-	if err := f.authorize(req, Claims{Scope: ScopeStatus}); err != nil {
+	if err := f.authorize(req, Claims{Scope: ScopeStatus, Term: f.Term()}); err != nil {
 		return StatusResponse{}, err
 	}
 	req.Header.Set("Accept", "application/json")
@@ -320,6 +336,8 @@ func decodeStatus(body []byte) (StatusResponse, error) {
 	var raw struct {
 		State json.RawMessage `json:"state"`
 		Reset bool            `json:"reset"`
+		Term  *Term           `json:"term"`
+		Node  string          `json:"node"`
 	}
 	if err := json.Unmarshal(body, &raw); err != nil {
 		return StatusResponse{}, fmt.Errorf("%w: %w", errPrimaryStatus, err)
@@ -331,7 +349,71 @@ func decodeStatus(body []byte) (StatusResponse, error) {
 	if err != nil {
 		return StatusResponse{}, fmt.Errorf("%w: state: %w", errPrimaryStatus, err)
 	}
-	return StatusResponse{State: st, Reset: raw.Reset}, nil
+	return StatusResponse{State: st, Reset: raw.Reset, Term: raw.Term, Node: raw.Node}, nil
+}
+
+// errNotPrimary: the site this secondary follows is not the primary of
+// the highest failover term.
+var errNotPrimary = errors.New("the followed site is not the Geo primary")
+
+// Term returns the highest failover term this site has seen (nil before
+// the first answer of a primary that tells one).
+func (f *Follower) Term() *Term {
+	f.termMu.Lock()
+	defer f.termMu.Unlock()
+	if f.term == nil {
+		return nil
+	}
+	t := *f.term
+	return &t
+}
+
+// reloadPromotion picks up a promotion of this site ("gitgate geo
+// promote" writes the role file): from then on every poll presents the new
+// term, so the site it still follows demotes itself at its next contact.
+func (f *Follower) reloadPromotion() {
+	rec, ok, err := ReadRole(f.dataDir)
+	if err != nil || !ok || rec.Role != RolePrimary {
+		return
+	}
+	f.termMu.Lock()
+	defer f.termMu.Unlock()
+	if f.term == nil || rec.Epoch > f.term.Epoch {
+		f.log.Warn("Geo: this site was promoted; presenting the new term to the old primary", "term", rec.Term.String())
+		t := rec.Term
+		f.term = &t
+	}
+}
+
+// checkTerm takes the term of a status answer: a higher one is persisted
+// before anything else; an answer from a site that is not the primary of
+// the highest term known is refused, so its state is not mirrored.
+func (f *Follower) checkTerm(resp StatusResponse) error {
+	if resp.Term == nil {
+		return nil // a primary without failover terms
+	}
+	f.termMu.Lock()
+	defer f.termMu.Unlock()
+	t := *resp.Term
+	switch {
+	case f.term == nil || t.Epoch > f.term.Epoch:
+		rec := RoleRecord{Term: t, Role: RoleSecondary, Node: f.node, Reason: "learnt from the followed site"}
+		if err := WriteRole(f.dataDir, rec); err != nil {
+			return fmt.Errorf("persist the failover term: %w", err)
+		}
+		if f.term != nil {
+			f.log.Warn("Geo: a newer failover term", "old_term", f.term.String(), "new_term", t.String())
+		}
+		f.term = &t
+	case t.Epoch < f.term.Epoch:
+		return fmt.Errorf("%w: it is at %s, this site knows %s", errNotPrimary, t, f.term)
+	case t.Primary != f.term.Primary:
+		return fmt.Errorf("%w: it claims %s, this site knows %s", errNotPrimary, t, f.term)
+	}
+	if t.Primary != resp.Node {
+		return fmt.Errorf("%w: it says the primary is %s; repoint this site (--geo-primary-url)", errNotPrimary, t)
+	}
+	return nil
 }
 
 // jsonMessage returns the "message" of a JSON error body, or fallback.

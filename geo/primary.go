@@ -54,6 +54,11 @@ type StatusResponse struct {
 	// version (by hand; FileStore.Reset keeps versions growing), and the
 	// secondary must replace its copy (FileStore.Mirror with force).
 	Reset bool `json:"reset,omitempty"`
+	// Term is the highest failover term the answering site knows, and
+	// Node its own node name: a secondary whose answer names another
+	// primary than the site it follows stops following it.
+	Term *Term  `json:"term,omitempty"`
+	Node string `json:"node,omitempty"`
 }
 
 // NodeStatus is what the primary knows about one secondary.
@@ -88,6 +93,8 @@ type Primary struct {
 	closing   chan struct{} // closed by Shutdown
 	closeOnce sync.Once
 
+	guard *Guard // nil: no failover term checks
+
 	mu    sync.Mutex
 	nodes map[string]*nodeRecord
 	feed  *Feed // the change log, once EventsHandler serves it
@@ -111,6 +118,11 @@ func NewPrimary(live *gitgate.LiveState, verifier *Verifier, log *slog.Logger) *
 		nodes: map[string]*nodeRecord{}, closing: make(chan struct{}),
 	}
 }
+
+// SetGuard makes the primary check the failover term every secondary
+// presents on the status poll (Guard.Observe) and tell its own in every
+// answer. Call it before serving.
+func (p *Primary) SetGuard(g *Guard) { p.guard = g }
 
 // Shutdown makes every open status poll, and every later one, answer 503
 // at once: a server that is shutting down then need not wait for the
@@ -149,6 +161,9 @@ func (p *Primary) serveStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	node := claims.Node
+	if p.guard != nil && claims.Term != nil {
+		p.guard.Observe(node, *claims.Term)
+	}
 	q := r.URL.Query()
 	var after uint64
 	hasAfter := q.Has("after")
@@ -206,6 +221,10 @@ func (p *Primary) serveStatus(w http.ResponseWriter, r *http.Request) {
 
 func (p *Primary) answer(w http.ResponseWriter, node string, resp StatusResponse) {
 	p.touch(node)
+	if p.guard != nil {
+		rec := p.guard.Record()
+		resp.Term, resp.Node = &rec.Term, rec.Node
+	}
 	writeJSON(w, http.StatusOK, resp)
 	if f, ok := w.(http.Flusher); ok {
 		f.Flush()

@@ -86,6 +86,9 @@ type Claims struct {
 	// (gitgate.User.Credential), for ScopePush: the primary checks what it
 	// issues on the user's behalf (signed Git LFS headers) against it.
 	Credential string `json:"cred,omitempty"`
+	// Term is the highest failover term the signing site has seen; the
+	// receiving site checks it on every contact (see Guard.Observe).
+	Term *Term `json:"term,omitempty"`
 	// RegisteredClaims holds iat, exp and jti, set by Sign.
 	jwt.RegisteredClaims
 }

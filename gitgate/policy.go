@@ -127,6 +127,15 @@ func (d Decision) Refusal() *Refusal {
 type Policy struct {
 	State  StateSource
 	Access Authorizer
+	// Role, when set, says whether this site may accept writes at all: a
+	// Geo site that is not the confirmed primary may not (nil: it may).
+	Role WriteRole
+}
+
+// WriteRole is the site's standing as a writer, apart from maintenance.
+type WriteRole interface {
+	// Refusal is nil when the site may accept writes, else the refusal.
+	Refusal() *Refusal
 }
 
 // Decide answers allow or deny for op. The checks follow GitLab's order: a
@@ -149,6 +158,8 @@ func (p *Policy) Decide(op Operation) Decision {
 		d.Err = &Refusal{Kind: RefusedStateUnavailable, Message: StateUnavailableMessage, Cause: snap.Err}
 	case snap.State.Enabled:
 		d.Err = ErrMaintenance
+	case p.Role != nil && p.Role.Refusal() != nil:
+		d.Err = p.Role.Refusal()
 	case perm < PermissionWrite:
 		d.Err = ErrPushForbidden
 	}

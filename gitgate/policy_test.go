@@ -108,3 +108,34 @@ func TestPolicySiteRepo(t *testing.T) {
 		}
 	}
 }
+
+type refusingRole struct{ r *Refusal }
+
+func (f refusingRole) Refusal() *Refusal { return f.r }
+
+// A site that may not write (a Geo site that is not the confirmed primary)
+// refuses every push with its role's words, after maintenance, and still
+// serves reads; a stranger still sees "not found".
+func TestPolicyRoleRefusesWritesOnly(t *testing.T) {
+	alice, carol := &User{Name: "alice"}, &User{Name: "carol"}
+	access := permByUser{"alice": PermissionWrite}
+	demoted := &Refusal{Kind: RefusedMaintenance, Message: "no longer the primary"}
+	p := &Policy{State: fixedState{}, Access: access, Role: refusingRole{demoted}}
+	if d := p.Decide(Operation{Service: ReceivePack, User: alice}); !errors.Is(d.Err, demoted) {
+		t.Fatalf("push: %v", d.Err)
+	}
+	if d := p.Decide(Operation{Service: UploadPack, User: alice}); !d.Allowed() {
+		t.Fatalf("clone: %v", d.Err)
+	}
+	if d := p.Decide(Operation{Service: ReceivePack, User: carol}); !errors.Is(d.Err, ErrNotFound) {
+		t.Fatalf("stranger: %v", d.Err)
+	}
+	p.State = fixedState{State: State{Enabled: true, Version: 1}}
+	if d := p.Decide(Operation{Service: ReceivePack, User: alice}); !errors.Is(d.Err, ErrMaintenance) {
+		t.Fatalf("in maintenance: %v", d.Err)
+	}
+	p.Role, p.State = refusingRole{nil}, fixedState{}
+	if d := p.Decide(Operation{Service: ReceivePack, User: alice}); !d.Allowed() {
+		t.Fatalf("primary: %v", d.Err)
+	}
+}

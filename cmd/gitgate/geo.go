@@ -49,7 +49,7 @@ func geoCommand() *cli.Command {
 				}
 				return printPrimaryStatus(c.App.Writer, ps, now)
 			},
-		}},
+		}, geoPromoteCommand()},
 	}
 }
 

@@ -37,13 +37,18 @@ func geoFlags() []cli.Flag {
 		},
 		&cli.StringFlag{
 			Name:    "geo-node-name",
-			Usage:   "secondary: this site's node name, as listed in the primary's geo.yaml",
+			Usage:   "this site's node name, as listed in the primary's geo.yaml (a primary needs one only to be named in failover terms)",
 			EnvVars: []string{"GITGATE_GEO_NODE_NAME"},
 		},
 		&cli.StringFlag{
 			Name:    "geo-secret-file",
 			Usage:   "secondary: file holding the secret shared with the primary (mode 0600, 32 bytes or more)",
 			EnvVars: []string{"GITGATE_GEO_SECRET_FILE"},
+		},
+		&cli.BoolFlag{
+			Name:    "geo-confirm-primary",
+			Usage:   "primary: accept pushes at once after a start, without waiting for every secondary in geo.yaml to confirm this site's failover term (only when no other site can have been promoted)",
+			EnvVars: []string{"GITGATE_GEO_CONFIRM_PRIMARY"},
 		},
 		&cli.IntFlag{
 			Name:    "geo-parallel",
@@ -80,10 +85,11 @@ func geoFlags() []cli.Flag {
 
 // geoOptions are the Geo flags of serve.
 type geoOptions struct {
-	role         string
-	secondary    geo.SecondaryOptions
-	replica      geo.ReplicaOptions
-	scanInterval time.Duration
+	role           string
+	confirmPrimary bool
+	secondary      geo.SecondaryOptions
+	replica        geo.ReplicaOptions
+	scanInterval   time.Duration
 }
 
 func geoOptionsFrom(c *cli.Context) (geoOptions, error) {
@@ -99,16 +105,32 @@ func geoOptionsFrom(c *cli.Context) (geoOptions, error) {
 		TrashRetention:    c.Duration("geo-trash-retention"),
 	}
 	o.scanInterval = c.Duration("geo-scan-interval")
+	o.confirmPrimary = c.Bool("geo-confirm-primary")
 	if o.replica.Parallel < 1 || o.replica.ReconcileInterval <= 0 || o.replica.DeleteDelay <= 0 ||
 		o.replica.TrashRetention <= 0 || o.scanInterval <= 0 {
 		return o, usageError{fmt.Errorf("--geo-parallel and the --geo-* durations must be positive")}
 	}
 	switch o.role {
 	case geoNone, geoPrimary:
-		if o.secondary != (geo.SecondaryOptions{}) {
-			return o, usageError{fmt.Errorf("--geo-primary-url, --geo-node-name and --geo-secret-file need --geo-role secondary")}
+		nodeOnly := geo.SecondaryOptions{NodeName: o.secondary.NodeName}
+		if o.role == geoNone {
+			nodeOnly = geo.SecondaryOptions{}
+		}
+		if o.secondary != nodeOnly {
+			return o, usageError{fmt.Errorf("--geo-primary-url and --geo-secret-file need --geo-role secondary")}
+		}
+		if o.secondary.NodeName != "" {
+			if err := geo.ValidateNodeName(o.secondary.NodeName); err != nil {
+				return o, usageError{err}
+			}
+		}
+		if o.confirmPrimary && o.role != geoPrimary {
+			return o, usageError{fmt.Errorf("--geo-confirm-primary needs --geo-role primary")}
 		}
 	case geoSecondary:
+		if o.confirmPrimary {
+			return o, usageError{fmt.Errorf("--geo-confirm-primary needs --geo-role primary")}
+		}
 	default:
 		return o, usageError{fmt.Errorf("invalid --geo-role %q: want primary or secondary", o.role)}
 	}
@@ -123,6 +145,7 @@ type geoSite struct {
 	feed     *geo.Feed       // primary: the change log
 	replica  *geo.Replicator // secondary: the replication
 	lfsStore *lfs.Store      // primary: the LFS objects it serves to secondaries
+	guard    *geo.Guard      // primary: the failover term and the start-up fence
 	dataDir  string
 }
 
@@ -139,14 +162,18 @@ func (s *serveCmd) setupGeo(g *gate) (*geoSite, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := geo.RemoveSecondaryMarker(s.dataDir); err != nil {
+		v := geo.NewVerifier(secrets)
+		guard, err := s.primaryGuard(v.Nodes())
+		if err != nil {
 			return nil, err
 		}
-		v := geo.NewVerifier(secrets)
 		s.log.Info("geo primary", "secondaries", v.Nodes())
 		feed := geo.NewFeed(g.resolver, s.git, s.dataDir, &geo.FileAccess{DataDir: s.dataDir}, s.log)
 		feed.ScanInterval = s.geo.scanInterval
-		return &geoSite{primary: geo.NewPrimary(g.live, v, s.log), verifier: v, feed: feed, dataDir: s.dataDir}, nil
+		p := geo.NewPrimary(g.live, v, s.log)
+		p.SetGuard(guard)
+		g.policy.Role = guard
+		return &geoSite{primary: p, verifier: v, feed: feed, guard: guard, dataDir: s.dataDir}, nil
 	case geoSecondary:
 		f, err := geo.NewFollower(s.geo.secondary, g.store, g.live, s.log)
 		if err != nil {
@@ -182,8 +209,12 @@ func (gs *geoSite) pushProxy() *geo.Follower {
 	return gs.follower
 }
 
-// readOnly refuses maintenance changes on a secondary.
+// readOnly refuses maintenance changes on a secondary and on a demoted
+// primary.
 func (gs *geoSite) readOnly() (string, bool) {
+	if gs != nil && gs.guard != nil {
+		return gs.guard.ReadOnly()
+	}
 	if gs == nil || gs.follower == nil {
 		return "", false
 	}

@@ -1,0 +1,265 @@
+package geo
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gitgate/gitgate/gitgate"
+	"github.com/gitgate/gitgate/internal/atomicfile"
+)
+
+// RoleFileName is the site's persisted Geo role and failover term, in the
+// data dir (see RoleRecord).
+const RoleFileName = "geo-role.json"
+
+// maxRoleFileSize bounds what is read from the role file.
+const maxRoleFileSize = 64 << 10
+
+// Roles a site can hold.
+const (
+	RolePrimary   = "primary"
+	RoleSecondary = "secondary"
+)
+
+// Term names the primary of one failover epoch. Epochs only grow: each
+// promotion takes the highest epoch its site has seen plus one. The
+// original primary holds epoch 0 with an empty name.
+type Term struct {
+	// Epoch is the failover epoch.
+	Epoch uint64 `json:"epoch"`
+	// Primary is the node name of the site that is primary in Epoch.
+	Primary string `json:"primary"`
+}
+
+// String is "epoch N (primary NAME)".
+func (t Term) String() string {
+	name := t.Primary
+	if name == "" {
+		name = "the original primary"
+	}
+	return fmt.Sprintf("epoch %d (primary %s)", t.Epoch, name)
+}
+
+// RoleRecord is a site's persisted role: what it is, and the highest term
+// it has seen. It is written (atomically, fsynced) before the site acts on
+// a change, so a restart never forgets a demotion or a promotion.
+type RoleRecord struct {
+	Term
+	// Role is RolePrimary or RoleSecondary.
+	Role string `json:"role"`
+	// Node is this site's node name ("" for an original primary that was
+	// never given one).
+	Node string `json:"node,omitempty"`
+	// Updated is when the record was written.
+	Updated time.Time `json:"updated"`
+	// Reason says why the record was last changed.
+	Reason string `json:"reason,omitempty"`
+}
+
+// ReadRole reads <dataDir>/RoleFileName; ok is false when there is none.
+func ReadRole(dataDir string) (rec RoleRecord, ok bool, err error) {
+	path := filepath.Join(dataDir, RoleFileName)
+	data, err := atomicfile.ReadBounded(path, maxRoleFileSize)
+	if errors.Is(err, fs.ErrNotExist) {
+		return RoleRecord{}, false, nil
+	}
+	if err != nil {
+		return RoleRecord{}, false, fmt.Errorf("geo role: %w", err)
+	}
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return RoleRecord{}, false, fmt.Errorf("geo role %s: %w", path, err)
+	}
+	if rec.Role != RolePrimary && rec.Role != RoleSecondary {
+		return RoleRecord{}, false, fmt.Errorf("geo role %s: role %q is neither %s nor %s", path, rec.Role, RolePrimary, RoleSecondary)
+	}
+	if rec.Primary != "" {
+		if err := ValidateNodeName(rec.Primary); err != nil {
+			return RoleRecord{}, false, fmt.Errorf("geo role %s: primary: %w", path, err)
+		}
+	}
+	return rec, true, nil
+}
+
+// WriteRole writes rec to <dataDir>/RoleFileName atomically and fsynced.
+func WriteRole(dataDir string, rec RoleRecord) error {
+	if rec.Updated.IsZero() {
+		rec.Updated = time.Now().UTC()
+	}
+	data, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode Geo role: %w", err)
+	}
+	path := filepath.Join(dataDir, RoleFileName)
+	if err := atomicfile.Write(path, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write Geo role %s: %w", path, err)
+	}
+	return nil
+}
+
+// Refusal texts of a site that may not act as primary.
+const (
+	// DemotedMessage is shown for a push to a site that was primary and
+	// learnt that another site was promoted after it.
+	DemotedMessage = "Git push is not allowed because this Geo site is no longer the primary site"
+	// FencedMessage is shown for a push to a primary that has not yet
+	// confirmed, since it started, that it is still the primary.
+	FencedMessage = "Git push is not allowed because this Geo primary site has not yet confirmed with its secondaries that it is still the primary; try again shortly."
+	// ConflictMessage is shown when two sites claim the same epoch.
+	ConflictMessage = "Git push is not allowed because two Geo sites claim to be primary in the same failover epoch; an administrator must resolve it."
+)
+
+// Demoted returns DemotedMessage naming the term's primary.
+func Demoted(t Term) string {
+	return DemotedMessage + ": the primary is " + t.String() + "."
+}
+
+// Guard decides whether a primary site may accept pushes: only while it is
+// the primary of the highest term it has seen, and (after a start) once
+// every secondary in geo.yaml has confirmed that term. Every term another
+// site presents on a Geo channel goes through Observe: a higher term naming
+// another site demotes this one at once, persistently. It is safe for
+// concurrent use.
+type Guard struct {
+	dataDir string
+	log     *slog.Logger
+
+	mu       sync.Mutex
+	rec      RoleRecord
+	pending  map[string]bool // secondaries that have not confirmed rec.Term
+	conflict *Term           // another site's claim on rec.Epoch
+}
+
+// NewGuard loads the role of the primary in dataDir (writing the original
+// term, epoch 0, when there is none) for the node name self ("" allowed
+// for an original primary). secondaries are geo.yaml's nodes: each must
+// present the guard's term before pushes are accepted, unless confirmed
+// (the admin's explicit override). A role file that says this site is a
+// secondary gives a guard that refuses every push.
+func NewGuard(dataDir, self string, secondaries []string, confirmed bool, log *slog.Logger) (*Guard, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	rec, ok, err := ReadRole(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case !ok:
+		rec = RoleRecord{Term: Term{Epoch: 0, Primary: self}, Role: RolePrimary, Node: self, Reason: "first start as primary"}
+		if err := WriteRole(dataDir, rec); err != nil {
+			return nil, err
+		}
+	case self != "" && rec.Node != "" && rec.Node != self:
+		return nil, fmt.Errorf("geo role: %s names this site %q, not %q", filepath.Join(dataDir, RoleFileName), rec.Node, self)
+	}
+	g := &Guard{dataDir: dataDir, log: log.With("geo_role", "primary"), rec: rec, pending: map[string]bool{}}
+	if rec.Role == RolePrimary && !confirmed {
+		for _, s := range secondaries {
+			if s != rec.Primary {
+				g.pending[s] = true
+			}
+		}
+	}
+	return g, nil
+}
+
+// Record returns the role as the guard holds it.
+func (g *Guard) Record() RoleRecord {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.rec
+}
+
+// Term is the highest term this site knows, for its Geo answers.
+func (g *Guard) Term() Term { return g.Record().Term }
+
+// Pending lists the secondaries that have not confirmed the term yet.
+func (g *Guard) Pending() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]string, 0, len(g.pending))
+	for n := range g.pending {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Observe takes the term the secondary node presented (signed in its
+// token). A higher epoch naming another site demotes this one, persisted
+// before Observe returns; this site's own term confirms it for node; the
+// same epoch naming another site is a conflict that refuses every push
+// until an administrator resolves it. A lower epoch changes nothing: the
+// answer tells the secondary the current term.
+func (g *Guard) Observe(node string, t Term) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case t.Epoch > g.rec.Epoch && (t.Primary != g.rec.Node || g.rec.Node == ""):
+		before := g.rec
+		g.rec.Term, g.rec.Role = t, RoleSecondary
+		g.rec.Updated, g.rec.Reason = time.Now().UTC(), "demoted: node "+node+" presented "+t.String()
+		// Demoted in memory whatever the write does: fail closed.
+		if err := WriteRole(g.dataDir, g.rec); err != nil {
+			g.log.Error("Geo: demoted, but the role could not be persisted", "err", err)
+		}
+		if err := WriteSecondaryMarker(g.dataDir, "", g.rec.Node); err != nil {
+			g.log.Error("Geo: demoted, but the secondary marker could not be written", "err", err)
+		}
+		g.log.Warn("Geo: another site was promoted; this site is demoted and refuses pushes",
+			"node", node, "old_term", before.Term.String(), "new_term", t.String())
+	case g.rec.Role == RolePrimary && t.Epoch == g.rec.Epoch && t.Primary != g.rec.Primary:
+		if g.conflict == nil {
+			g.log.Error("Geo: two sites claim the same failover epoch; refusing pushes", "node", node,
+				"ours", g.rec.Term.String(), "theirs", t.String())
+		}
+		g.conflict = &t
+	case t == g.rec.Term && g.pending[node]:
+		delete(g.pending, node)
+		if len(g.pending) == 0 && g.rec.Role == RolePrimary {
+			g.log.Info("Geo: every secondary confirmed this primary's term; pushes accepted", "term", t.String())
+		}
+	}
+}
+
+// Confirm lifts the start-up fence without waiting for the secondaries
+// (the admin's override).
+func (g *Guard) Confirm() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	clear(g.pending)
+}
+
+// Refusal is nil while this site may accept pushes as the primary, and
+// otherwise the refusal every door shows.
+func (g *Guard) Refusal() *gitgate.Refusal {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case g.rec.Role != RolePrimary:
+		return &gitgate.Refusal{Kind: gitgate.RefusedMaintenance, Message: Demoted(g.rec.Term)}
+	case g.conflict != nil:
+		return &gitgate.Refusal{Kind: gitgate.RefusedMaintenance, Message: ConflictMessage}
+	case len(g.pending) > 0:
+		return &gitgate.Refusal{Kind: gitgate.RefusedMaintenance, Message: FencedMessage}
+	}
+	return nil
+}
+
+// ReadOnly says whether this site refuses local maintenance and access
+// changes (it was demoted), and with which words.
+func (g *Guard) ReadOnly() (string, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.rec.Role == RolePrimary {
+		return "", false
+	}
+	return ChangeOnPrimary("") + " " + Demoted(g.rec.Term), true
+}
