@@ -241,7 +241,10 @@ func (f *Follower) Run(ctx context.Context) {
 		start := f.now()
 		before := f.Status().Version
 		f.reloadPromotion()
-		resp, err := f.poll(ctx, resync)
+		resp, err := f.pollUntilPromoted(ctx, resync)
+		if errors.Is(err, errPromoted) {
+			continue // present the new term at once
+		}
 		if err == nil {
 			err = f.checkTerm(resp)
 		}
@@ -366,6 +369,58 @@ func (f *Follower) Term() *Term {
 	}
 	t := *f.term
 	return &t
+}
+
+// promotionCheck is how often a held status poll checks the role file for
+// a promotion of this site.
+const promotionCheck = 200 * time.Millisecond
+
+// errPromoted ends a held poll: this site was promoted meanwhile.
+var errPromoted = errors.New("this site was promoted")
+
+// pollUntilPromoted is poll, cut short when the role file says this site
+// was promoted to a newer term than it presents, so that the old primary
+// hears of the promotion within promotionCheck rather than at the end of a
+// long-poll.
+func (f *Follower) pollUntilPromoted(ctx context.Context, sync bool) (StatusResponse, error) {
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	done := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		t := time.NewTicker(promotionCheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if f.promotionPending() {
+					cancel(errPromoted)
+					return
+				}
+			}
+		}
+	}()
+	resp, err := f.poll(pctx, sync)
+	close(done)
+	<-watched
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(pctx), errPromoted) {
+		return resp, errPromoted
+	}
+	return resp, err
+}
+
+// promotionPending reports whether the role file holds a promotion of this
+// site to a term newer than the one it presents.
+func (f *Follower) promotionPending() bool {
+	rec, ok, err := ReadRole(f.dataDir)
+	if err != nil || !ok || rec.Role != RolePrimary {
+		return false
+	}
+	t := f.Term()
+	return t == nil || rec.Epoch > t.Epoch
 }
 
 // reloadPromotion picks up a promotion of this site ("gitgate geo

@@ -198,7 +198,7 @@ func TestPromotionDemotesThePrimaryAtNextContact(t *testing.T) {
 		t.Fatal(err)
 	}
 	opts := followerOptions(t, url, secretEU)
-	opts.PollWait = 50 * time.Millisecond
+	opts.PollWait = time.Minute // longer than testDeadline: the promotion must cut the held poll short
 	f := startFollower(t, opts, sec)
 	mustWaitFor(t, "the secondary to confirm the primary's term", func() bool { return guard.Refusal() == nil })
 	if tm := f.Term(); tm == nil || *tm != (geo.Term{}) {
