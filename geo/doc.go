@@ -151,4 +151,52 @@
 // /api/v4/geo/report) when it changes and every few seconds; it is in
 // [Primary.Nodes], [Follower.Status], the status files that "gitgate geo
 // status" reads, the readiness details and the metrics.
+//
+// # Failover terms: one primary at a time
+//
+// Every site keeps its role and the highest failover term it has seen in
+// <data-dir>/geo-role.json ([RoleRecord], written atomically and fsynced
+// before the site acts on it). A [Term] is an epoch, which only grows, and
+// the node name of that epoch's primary; the original primary holds epoch
+// 0. "gitgate geo promote" on a secondary ([Promote]) takes the highest
+// epoch the site has seen plus one and names itself; it refuses unless the
+// running gate follows its primary live and its last comparison found 0
+// pending and 0 failed repositories, or --force, which prints what may be
+// lost (the pending repositories and the age of the oldest unsynced
+// change).
+//
+// Terms travel on the channel every secondary already holds: the status
+// poll's token carries the secondary's term (signed, in [Claims].Term), and
+// the answer carries the primary's term and node name. The rule, applied
+// by the primary's [Guard] on every poll ([Guard.Observe]) and by the
+// [Follower] on every answer:
+//
+//   - a higher epoch naming another site demotes a primary at once: the
+//     role file says secondary before Observe returns, the secondary
+//     marker is written (the CLI and the settings API refuse maintenance
+//     and access changes), and every push is refused with [Demoted];
+//   - the same epoch naming another primary is a conflict: every push is
+//     refused ([ConflictMessage]) until an administrator resolves it;
+//   - a secondary persists a higher term before anything else, and stops
+//     mirroring a site that is not the primary of the highest term it
+//     knows (its pushes, proxied there, are refused by that site).
+//
+// A running secondary that is promoted presents its new term within
+// promotionCheck (a held poll is cut short), so the old primary demotes
+// itself at once while it is up.
+//
+// A primary that restarts does not know whether a failover happened while
+// it was down. It starts fenced ([FencedMessage]): pushes are refused until
+// every secondary listed in geo.yaml has presented the primary's own term
+// on its status poll. The promoted site was one of those secondaries and
+// never presents the old term again, so an old primary that missed a
+// failover stays fenced (and is demoted by the first secondary that knows
+// the new term). An administrator who knows no other site can have been
+// promoted (a secondary is gone for good) lifts the fence with
+// --geo-confirm-primary; it cannot undo a demotion.
+//
+// A demoted site does not yet follow the new primary by itself: restart it
+// as a secondary of the new primary (its --geo-primary-url, a secret
+// listed in the new primary's geo.yaml). The one-command planned failover
+// ("gitgate geo failover") is not built yet.
 package geo

@@ -80,3 +80,18 @@ func geoPromoteCommand() *cli.Command {
 		},
 	}
 }
+
+// primaryView is a primary's Geo part of the readiness and settings
+// answers: its secondaries, and its failover term with the secondaries
+// that have not confirmed it since the start (pushes wait for them).
+func (gs *geoSite) primaryView() map[string]any {
+	v := map[string]any{"role": geoPrimary, "nodes": gs.primary.Nodes()}
+	if gs.guard != nil {
+		rec := gs.guard.Record()
+		v["role"], v["term"], v["unconfirmed"] = rec.Role, rec.Term, gs.guard.Pending()
+		if r := gs.guard.Refusal(); r != nil {
+			v["pushes_refused"] = r.Message
+		}
+	}
+	return v
+}

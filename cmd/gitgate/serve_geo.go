@@ -229,7 +229,7 @@ func (gs *geoSite) settingsExtra() map[string]any {
 	case gs.follower != nil:
 		return map[string]any{"geo": gs.follower.Status()}
 	}
-	return map[string]any{"geo": map[string]any{"role": geoPrimary, "nodes": gs.primary.Nodes()}}
+	return map[string]any{"geo": gs.primaryView()}
 }
 
 // handlers registers the Geo endpoints: the primary's long-poll (GL-Geo
@@ -413,7 +413,5 @@ func (gs *geoSite) readyDetails() func() any {
 	if gs == nil || gs.primary == nil {
 		return nil
 	}
-	return func() any {
-		return map[string]any{"geo": map[string]any{"role": geoPrimary, "nodes": gs.primary.Nodes()}}
-	}
+	return func() any { return map[string]any{"geo": gs.primaryView()} }
 }
