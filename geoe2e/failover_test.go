@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gitgate/gitgate/geo"
 	"github.com/gitgate/gitgate/internal/gittest"
@@ -21,6 +22,7 @@ import (
 // promoted site, restarted as primary, takes pushes from its own doors and
 // through the remaining secondary once repointed, over HTTP and SSH.
 func TestGeoPromotion(t *testing.T) {
+	step := func(s string) { t.Logf("%s %s", time.Now().Format("05.000"), s) }
 	if _, err := exec.LookPath("ssh"); err != nil {
 		t.Skip("SKIPPING the Geo promotion end-to-end test: ssh is not installed")
 	}
@@ -44,6 +46,7 @@ func TestGeoPromotion(t *testing.T) {
 	}
 	writeSecret("eu")
 	writeSecret("us")
+	writeSecret("old") // the old primary, once it rejoins as a secondary of eu
 	geoYAML := func(dir string, nodes ...string) {
 		y := "secondaries:\n"
 		for _, n := range nodes {
@@ -70,6 +73,7 @@ func TestGeoPromotion(t *testing.T) {
 		return []string{"--geo-role", "secondary", "--geo-primary-url", primaryURL, "--geo-node-name", node,
 			"--geo-secret-file", filepath.Join(work, node+".key"), "--geo-reconcile-interval", "1s"}
 	}
+	step("setup")
 	startGate(t, primary)
 	t.Cleanup(primary.stop)
 	eu := &gate{t: t, name: "eu", data: EU, env: env, logPath: filepath.Join(work, "eu.log"), args: secondaryArgs("eu", primary.url())}
@@ -115,8 +119,10 @@ func TestGeoPromotion(t *testing.T) {
 		})
 		return branch
 	}
+	step("started")
 	awaitPush("first push, once both secondaries confirmed the primary", env, httpURL(primary))
 
+	step("first push")
 	// A restarted primary with a secondary down: fenced, over both doors.
 	eu.stop()
 	primary.stop()
@@ -127,6 +133,7 @@ func TestGeoPromotion(t *testing.T) {
 	last := awaitPush("push once eu is back and confirmed", gitEnv, sshURL(primary))
 	await(t, "eu in sync", func() bool { return strings.Contains(lsRemote(t, env, httpURL(eu)), "refs/heads/"+last) })
 
+	step("fence")
 	// Planned by hand: maintenance, then promote eu.
 	mustCLI(t, env, P, "maintenance", "enable")
 	var out string
@@ -146,6 +153,7 @@ func TestGeoPromotion(t *testing.T) {
 		t.Fatalf("maintenance disable on the demoted primary: %v\n%s", err, errs)
 	}
 
+	step("promoted")
 	// The old primary restarted with its old role, the override flag, and
 	// maintenance switched off behind the gate's back: still no push.
 	primary.stop()
@@ -160,9 +168,11 @@ func TestGeoPromotion(t *testing.T) {
 	mustRefuse("demoted primary restarted (SSH)", gitEnv, sshURL(primary), demoted)
 	primary.stop()
 
-	// eu becomes the primary; us, repointed, confirms it.
+	step("demoted restart")
+	// eu becomes the primary; us, repointed, and the old primary, restarted
+	// as a secondary of eu, confirm it.
 	eu.stop()
-	geoYAML(EU, "us")
+	geoYAML(EU, "us", "old")
 	eu.args = []string{"--geo-role", "primary", "--geo-node-name", "eu", "--geo-scan-interval", "300ms"}
 	startGate(t, eu)
 	mustCLI(t, env, EU, "maintenance", "disable")
@@ -170,6 +180,10 @@ func TestGeoPromotion(t *testing.T) {
 	us.stop()
 	us.args = secondaryArgs("us", eu.url())
 	startGate(t, us)
+	mustRefuse("new primary before the old one rejoined", env, httpURL(eu), geo.FencedMessage)
+	primary.args = secondaryArgs("old", eu.url())
+	startGate(t, primary)
+	step("all started")
 	b1 := awaitPush("push to the new primary", env, httpURL(eu))
 	r, b2 := push(env, httpURL(us))
 	if r.Err != nil {
@@ -185,7 +199,19 @@ func TestGeoPromotion(t *testing.T) {
 			t.Errorf("the new primary lacks %s:\n%s", b, euRefs)
 		}
 	}
-	await(t, "us serves the new primary's refs", func() bool { return lsRemote(t, env, httpURL(us)) == lsRemote(t, env, httpURL(eu)) })
+	step("pushed")
+	r, b4 := push(gitEnv, sshURL(primary))
+	if r.Err != nil {
+		t.Fatalf("SSH push through the old primary, now a secondary: %v\n%s", r.Err, r.Stderr)
+	}
+	want := lsRemote(t, env, httpURL(eu))
+	if !strings.Contains(want, "refs/heads/"+b4+"\n") {
+		t.Fatalf("the new primary lacks %s:\n%s", b4, want)
+	}
+	for _, g := range []*gate{us, primary} {
+		await(t, g.name+" serves the new primary's refs", func() bool { return lsRemote(t, env, httpURL(g)) == want })
+	}
+	step("all in sync")
 	if rec, _, _ := geo.ReadRole(US); rec.Term != (geo.Term{Epoch: 1, Primary: "eu"}) {
 		t.Errorf("us persisted %+v", rec)
 	}
