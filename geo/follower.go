@@ -447,9 +447,12 @@ func (f *Follower) checkTerm(resp StatusResponse) error {
 	if resp.Term == nil {
 		return nil // a primary without failover terms
 	}
+	t := *resp.Term
+	if err := t.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", errPrimaryStatus, err)
+	}
 	f.termMu.Lock()
 	defer f.termMu.Unlock()
-	t := *resp.Term
 	switch {
 	case f.term == nil || t.Epoch > f.term.Epoch:
 		rec := RoleRecord{Term: t, Role: RoleSecondary, Node: f.node, Reason: "learnt from the followed site"}

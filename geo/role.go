@@ -38,6 +38,24 @@ type Term struct {
 	Primary string `json:"primary"`
 }
 
+// MaxEpoch bounds the epochs a site accepts from another, so that a
+// forged or corrupt term can never wrap the counter round.
+const MaxEpoch = 1 << 40
+
+// Validate checks a term received from another site: an epoch up to
+// MaxEpoch, and an empty or valid node name.
+func (t Term) Validate() error {
+	if t.Epoch > MaxEpoch {
+		return fmt.Errorf("failover epoch %d above %d", t.Epoch, uint64(MaxEpoch))
+	}
+	if t.Primary != "" {
+		if err := ValidateNodeName(t.Primary); err != nil {
+			return fmt.Errorf("failover term: %w", err)
+		}
+	}
+	return nil
+}
+
 // String is "epoch N (primary NAME)".
 func (t Term) String() string {
 	name := t.Primary
@@ -79,10 +97,8 @@ func ReadRole(dataDir string) (rec RoleRecord, ok bool, err error) {
 	if rec.Role != RolePrimary && rec.Role != RoleSecondary {
 		return RoleRecord{}, false, fmt.Errorf("geo role %s: role %q is neither %s nor %s", path, rec.Role, RolePrimary, RoleSecondary)
 	}
-	if rec.Primary != "" {
-		if err := ValidateNodeName(rec.Primary); err != nil {
-			return RoleRecord{}, false, fmt.Errorf("geo role %s: primary: %w", path, err)
-		}
+	if err := rec.Term.Validate(); err != nil {
+		return RoleRecord{}, false, fmt.Errorf("geo role %s: %w", path, err)
 	}
 	return rec, true, nil
 }
@@ -199,6 +215,10 @@ func (g *Guard) Pending() []string {
 // until an administrator resolves it. A lower epoch changes nothing: the
 // answer tells the secondary the current term.
 func (g *Guard) Observe(node string, t Term) {
+	if err := t.Validate(); err != nil {
+		g.log.Warn("Geo: a secondary presented an invalid failover term; ignored", "node", node, "err", err)
+		return
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	switch {
@@ -243,7 +263,7 @@ func (g *Guard) Refusal() *gitgate.Refusal {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	switch {
-	case g.rec.Role != RolePrimary:
+	case g.rec.Role != RolePrimary || g.rec.Primary != g.rec.Node:
 		return &gitgate.Refusal{Kind: gitgate.RefusedMaintenance, Message: Demoted(g.rec.Term)}
 	case g.conflict != nil:
 		return &gitgate.Refusal{Kind: gitgate.RefusedMaintenance, Message: ConflictMessage}
@@ -258,7 +278,7 @@ func (g *Guard) Refusal() *gitgate.Refusal {
 func (g *Guard) ReadOnly() (string, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.rec.Role == RolePrimary {
+	if g.rec.Role == RolePrimary && g.rec.Primary == g.rec.Node {
 		return "", false
 	}
 	return ChangeOnPrimary("") + " " + Demoted(g.rec.Term), true

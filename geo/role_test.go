@@ -238,3 +238,25 @@ func TestPromotionDemotesThePrimaryAtNextContact(t *testing.T) {
 		t.Fatal("a promoted site started as a secondary")
 	}
 }
+
+// A term that could wrap the epoch round or break the role file is
+// ignored, and a role file edited to name another primary is no primary.
+func TestGuardIgnoresInvalidTerms(t *testing.T) {
+	dir := t.TempDir()
+	g := newGuard(t, dir, "", true)
+	for _, bad := range []geo.Term{{Epoch: geo.MaxEpoch + 1, Primary: "eu"}, {Epoch: 1, Primary: "eu\nrole: primary"}, {Epoch: 1, Primary: "../x"}} {
+		g.Observe("eu", bad)
+		if r := g.Refusal(); r != nil {
+			t.Fatalf("invalid term %+v changed the guard: %v", bad, r)
+		}
+	}
+	if _, _, err := geo.ReadRole(dir); err != nil {
+		t.Fatalf("role file after invalid terms: %v", err)
+	}
+	if err := geo.WriteRole(dir, geo.RoleRecord{Term: geo.Term{Epoch: 3, Primary: "eu"}, Role: geo.RolePrimary}); err != nil {
+		t.Fatal(err)
+	}
+	if got := refusalText(newGuard(t, dir, "", true)); got != geo.Demoted(geo.Term{Epoch: 3, Primary: "eu"}) {
+		t.Fatalf("a primary whose term names another site: refusal %q", got)
+	}
+}
