@@ -31,6 +31,9 @@ func geoCommand() *cli.Command {
 					return err
 				}
 				now := time.Now()
+				if err := printRole(c.App.Writer, dir); err != nil {
+					return err
+				}
 				if fs, ok, err := geo.ReadFollowerStatus(dir, now); err != nil {
 					return err
 				} else if ok {

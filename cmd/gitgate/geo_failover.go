@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -94,4 +95,18 @@ func (gs *geoSite) primaryView() map[string]any {
 		}
 	}
 	return v
+}
+
+// printRole prints the site's failover role and term, when it has one.
+func printRole(w io.Writer, dir string) error {
+	rec, ok, err := geo.ReadRole(dir)
+	if err != nil || !ok {
+		return err
+	}
+	fmt.Fprintf(w, "failover:         %s, this site %s", rec.Term, rec.Role)
+	if rec.Reason != "" {
+		fmt.Fprintf(w, " (%s)", rec.Reason)
+	}
+	fmt.Fprintln(w)
+	return nil
 }
