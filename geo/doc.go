@@ -186,7 +186,8 @@
 // itself at once while it is up.
 //
 // A primary that restarts does not know whether a failover happened while
-// it was down. It starts fenced ([FencedMessage]): pushes are refused until
+// it was down. Except at its first start (no role file yet: no site can
+// have been promoted over it), it starts fenced ([FencedMessage]): pushes are refused until
 // every secondary listed in geo.yaml has presented the primary's own term
 // on its status poll. The promoted site was one of those secondaries and
 // never presents the old term again, so an old primary that missed a

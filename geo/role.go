@@ -152,11 +152,11 @@ type Guard struct {
 	conflict *Term           // another site's claim on rec.Epoch
 }
 
-// NewGuard loads the role of the primary in dataDir (writing the original
-// term, epoch 0, when there is none) for the node name self ("" allowed
-// for an original primary). secondaries are geo.yaml's nodes: each must
-// present the guard's term before pushes are accepted, unless confirmed
-// (the admin's explicit override). A role file that says this site is a
+// NewGuard loads the role of the primary in dataDir for the node name
+// self ("" allowed for an original primary). secondaries are geo.yaml's
+// nodes: each must present the guard's term before pushes are accepted,
+// unless confirmed (the admin's explicit override) or this is the first
+// start (no role file yet: the original term, epoch 0, is written). A role file that says this site is a
 // secondary gives a guard that refuses every push.
 func NewGuard(dataDir, self string, secondaries []string, confirmed bool, log *slog.Logger) (*Guard, error) {
 	if log == nil {
@@ -168,10 +168,14 @@ func NewGuard(dataDir, self string, secondaries []string, confirmed bool, log *s
 	}
 	switch {
 	case !ok:
+		// The first start with failover terms: no site can have been
+		// promoted over this one yet (promotion writes terms), so there is
+		// nothing to confirm.
 		rec = RoleRecord{Term: Term{Epoch: 0, Primary: self}, Role: RolePrimary, Node: self, Reason: "first start as primary"}
 		if err := WriteRole(dataDir, rec); err != nil {
 			return nil, err
 		}
+		confirmed = true
 	case self != "" && rec.Node != "" && rec.Node != self:
 		return nil, fmt.Errorf("geo role: %s names this site %q, not %q", filepath.Join(dataDir, RoleFileName), rec.Node, self)
 	}

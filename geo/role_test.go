@@ -33,12 +33,15 @@ func newGuard(t *testing.T, dir, self string, confirmed bool) *geo.Guard {
 // geo.yaml has presented its term, and again after every restart.
 func TestGuardFencedUntilEverySecondaryConfirms(t *testing.T) {
 	dir := t.TempDir()
-	g := newGuard(t, dir, "", false)
-	if got := refusalText(g); got != geo.FencedMessage {
-		t.Fatalf("fresh guard: refusal %q, want the fence", got)
+	if r := newGuard(t, dir, "", false).Refusal(); r != nil {
+		t.Fatalf("first start (no site can have been promoted yet): %v", r)
 	}
 	if rec, ok, err := geo.ReadRole(dir); err != nil || !ok || rec.Role != geo.RolePrimary || rec.Epoch != 0 {
 		t.Fatalf("role file after the first start: %+v %v %v", rec, ok, err)
+	}
+	g := newGuard(t, dir, "", false) // restart
+	if got := refusalText(g); got != geo.FencedMessage {
+		t.Fatalf("restarted guard: refusal %q, want the fence", got)
 	}
 	g.Observe("eu", geo.Term{})
 	if refusalText(g) != geo.FencedMessage {
@@ -168,6 +171,10 @@ func TestGuardPropertyUnderConcurrency(t *testing.T) {
 func guardedPrimary(t *testing.T, confirmed bool) (*site, *geo.Guard, string) {
 	t.Helper()
 	s := newSite(t)
+	// A restart: the role file of an earlier start is there.
+	if err := geo.WriteRole(s.dataDir, geo.RoleRecord{Role: geo.RolePrimary}); err != nil {
+		t.Fatal(err)
+	}
 	guard, err := geo.NewGuard(s.dataDir, "", []string{"eu"}, confirmed, testLog())
 	if err != nil {
 		t.Fatal(err)
@@ -199,6 +206,9 @@ func TestPromotionDemotesThePrimaryAtNextContact(t *testing.T) {
 	}
 	opts := followerOptions(t, url, secretEU)
 	opts.PollWait = time.Minute // longer than testDeadline: the promotion must cut the held poll short
+	if guard.Refusal() == nil {
+		t.Fatal("restarted primary not fenced")
+	}
 	f := startFollower(t, opts, sec)
 	mustWaitFor(t, "the secondary to confirm the primary's term", func() bool { return guard.Refusal() == nil })
 	if tm := f.Term(); tm == nil || *tm != (geo.Term{}) {
