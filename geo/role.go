@@ -285,5 +285,5 @@ func (g *Guard) ReadOnly() (string, bool) {
 	if g.rec.Role == RolePrimary && g.rec.Primary == g.rec.Node {
 		return "", false
 	}
-	return ChangeOnPrimary("") + " " + Demoted(g.rec.Term), true
+	return ChangeOnPrimary("") + " This site was demoted: the primary is " + g.rec.Term.String() + ".", true
 }
