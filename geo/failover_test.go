@@ -34,7 +34,11 @@ func (s *fakeSite) Role() RoleRecord { s.mu.Lock(); defer s.mu.Unlock(); return 
 func (s *fakeSite) Secondaries() []string {
 	return []string{"eu", "us"}
 }
-func (s *fakeSite) Maintenance() (bool, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.maintenance, nil }
+func (s *fakeSite) Maintenance() (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maintenance, nil
+}
 func (s *fakeSite) SetMaintenance(_ context.Context, on bool, _ string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -208,11 +212,14 @@ func TestFailoverAbort(t *testing.T) {
 // secondary, nothing to resume, a concurrent run.
 func TestFailoverRefusals(t *testing.T) {
 	cases := map[string]func(*fakeSite) FailoverRequest{
-		"unknown":    func(*fakeSite) FailoverRequest { return FailoverRequest{To: "ap"} },
-		"invalid":    func(*fakeSite) FailoverRequest { return FailoverRequest{To: "../x"} },
-		"self":       func(*fakeSite) FailoverRequest { return FailoverRequest{To: "old"} },
-		"nothing":    func(*fakeSite) FailoverRequest { return FailoverRequest{} },
-		"no name":    func(s *fakeSite) FailoverRequest { s.role.Node, s.role.Primary = "", ""; return FailoverRequest{To: "eu"} },
+		"unknown": func(*fakeSite) FailoverRequest { return FailoverRequest{To: "ap"} },
+		"invalid": func(*fakeSite) FailoverRequest { return FailoverRequest{To: "../x"} },
+		"self":    func(*fakeSite) FailoverRequest { return FailoverRequest{To: "old"} },
+		"nothing": func(*fakeSite) FailoverRequest { return FailoverRequest{} },
+		"no name": func(s *fakeSite) FailoverRequest {
+			s.role.Node, s.role.Primary = "", ""
+			return FailoverRequest{To: "eu"}
+		},
 		"secondary":  func(s *fakeSite) FailoverRequest { s.role.Role = RoleSecondary; return FailoverRequest{To: "eu"} },
 		"abort none": func(*fakeSite) FailoverRequest { return FailoverRequest{Abort: true} },
 	}
