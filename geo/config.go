@@ -120,6 +120,9 @@ type SecondarySite struct {
 	Name string `yaml:"name"`
 	// SecretFile holds the secret shared with that secondary.
 	SecretFile string `yaml:"secret_file"`
+	// URL is the secondary's base URL (optional): a planned failover to
+	// it needs it, to repoint this site and the other secondaries.
+	URL string `yaml:"url,omitempty"`
 
 	line int
 }
@@ -197,6 +200,13 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		default:
 			seen[s.Name] = s.line
 		}
+		if s.URL != "" {
+			if u, err := parsePrimaryURL(s.URL); err != nil {
+				fail("secondary %q: url: %w", s.Name, err)
+			} else {
+				s.URL = u.String()
+			}
+		}
 		if s.SecretFile == "" {
 			fail("secondary %q: secret_file is required", s.Name)
 		} else if !filepath.IsAbs(s.SecretFile) {
@@ -220,9 +230,9 @@ func (s *SecondarySite) UnmarshalYAML(n *yaml.Node) error {
 	// the keys here.
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		switch k := n.Content[i]; k.Value {
-		case "name", "secret_file":
+		case "name", "secret_file", "url":
 		default:
-			return &ConfigError{Line: k.Line, Err: fmt.Errorf("unknown field %q in a secondary (want name, secret_file)", k.Value)}
+			return &ConfigError{Line: k.Line, Err: fmt.Errorf("unknown field %q in a secondary (want name, secret_file, url)", k.Value)}
 		}
 	}
 	if err := n.Decode(&p); err != nil {
@@ -231,6 +241,16 @@ func (s *SecondarySite) UnmarshalYAML(n *yaml.Node) error {
 	*s = SecondarySite(p)
 	s.line = n.Line
 	return nil
+}
+
+// Site returns the secondary named name.
+func (c *Config) Site(name string) (SecondarySite, bool) {
+	for _, s := range c.Secondaries {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return SecondarySite{}, false
 }
 
 // Secrets reads every secondary's secret file (see ReadSecret) and returns

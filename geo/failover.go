@@ -189,7 +189,14 @@ const (
 	// reconnects and runs the command again, which resumes at step 5.
 	PhaseRestart = "restart"
 	PhaseDone    = "done"
+	// PhaseError ends a run that failed or was refused.
+	PhaseError = "error"
 )
+
+// FailoverPath is the admin API endpoint that runs a failover on the
+// primary (POST; form fields to, message, timeout, dry_run,
+// keep_maintenance, abort), answering with FailoverEvent JSON lines.
+const FailoverPath = "/api/v4/geo/failover"
 
 // FailoverEvent is one line of a failover's progress.
 type FailoverEvent struct {

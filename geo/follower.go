@@ -118,6 +118,13 @@ type Follower struct {
 	// replica is the site's replication, when it runs (NewReplicator).
 	replica *Replicator
 
+	// OnRoleChange, when set, is called once a planned failover has
+	// switched this site's role (it was promoted and the old primary took
+	// the new term, or it was told to follow a new primary); Run returns
+	// then, and the gate restarts its Geo part in the role the role file
+	// now holds. Set it before Run.
+	OnRoleChange func()
+
 	termMu sync.Mutex
 	term   *Term // the highest failover term seen; nil before the first
 
@@ -245,6 +252,9 @@ func (f *Follower) Run(ctx context.Context) {
 		if errors.Is(err, errPromoted) {
 			continue // present the new term at once
 		}
+		if err == nil && f.handover(resp) {
+			return
+		}
 		if err == nil {
 			err = f.checkTerm(resp)
 		}
@@ -337,10 +347,12 @@ func (f *Follower) poll(ctx context.Context, sync bool) (StatusResponse, error) 
 // decodeStatus parses a status answer; the state strictly.
 func decodeStatus(body []byte) (StatusResponse, error) {
 	var raw struct {
-		State json.RawMessage `json:"state"`
-		Reset bool            `json:"reset"`
-		Term  *Term           `json:"term"`
-		Node  string          `json:"node"`
+		State    json.RawMessage `json:"state"`
+		Reset    bool            `json:"reset"`
+		Term     *Term           `json:"term"`
+		Node     string          `json:"node"`
+		Promote  string          `json:"promote"`
+		Announce string          `json:"announce"`
 	}
 	if err := json.Unmarshal(body, &raw); err != nil {
 		return StatusResponse{}, fmt.Errorf("%w: %w", errPrimaryStatus, err)
@@ -352,7 +364,7 @@ func decodeStatus(body []byte) (StatusResponse, error) {
 	if err != nil {
 		return StatusResponse{}, fmt.Errorf("%w: state: %w", errPrimaryStatus, err)
 	}
-	return StatusResponse{State: st, Reset: raw.Reset, Term: raw.Term, Node: raw.Node}, nil
+	return StatusResponse{State: st, Reset: raw.Reset, Term: raw.Term, Node: raw.Node, Promote: raw.Promote, Announce: raw.Announce}, nil
 }
 
 // errNotPrimary: the site this secondary follows is not the primary of

@@ -59,6 +59,12 @@ type StatusResponse struct {
 	// primary than the site it follows stops following it.
 	Term *Term  `json:"term,omitempty"`
 	Node string `json:"node,omitempty"`
+	// Promote orders the secondary's promotion in a planned failover, and
+	// Announce tells it the new primary after one: GL-Geo tokens signed
+	// with the secret this site shares with the secondary (ScopePromote,
+	// ScopeAnnounce).
+	Promote  string `json:"promote,omitempty"`
+	Announce string `json:"announce,omitempty"`
 }
 
 // NodeStatus is what the primary knows about one secondary.
@@ -98,6 +104,10 @@ type Primary struct {
 	mu    sync.Mutex
 	nodes map[string]*nodeRecord
 	feed  *Feed // the change log, once EventsHandler serves it
+	// handover is a planned failover's promotion in progress (nil: none);
+	// kick is closed to answer held polls at once.
+	handover *handover
+	kick     chan struct{}
 }
 
 type nodeRecord struct {
@@ -162,7 +172,11 @@ func (p *Primary) serveStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	node := claims.Node
 	if p.guard != nil && claims.Term != nil {
+		before := p.guard.Term()
 		p.guard.Observe(node, *claims.Term)
+		if p.guard.Term() != before {
+			p.kickPolls() // the others hear of the new term at once
+		}
 	}
 	q := r.URL.Query()
 	var after uint64
@@ -186,6 +200,7 @@ func (p *Primary) serveStatus(w http.ResponseWriter, r *http.Request) {
 	timedOut := false
 	for {
 		changed := p.live.Changed() // before Current, so no change is missed
+		kicked := p.kicked()
 		snap := p.live.Current()
 		select {
 		case <-p.closing:
@@ -200,7 +215,7 @@ func (p *Primary) serveStatus(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		v := snap.State.Version
-		if !hasAfter || v != after || timedOut {
+		if !hasAfter || v != after || timedOut || p.handoverDue(node) {
 			reset := hasAfter && v < after
 			if reset {
 				p.log.Warn("Geo secondary is ahead of the primary: state was reset on the primary", "node", node, "version", v, "secondary_version", after)
@@ -210,6 +225,7 @@ func (p *Primary) serveStatus(w http.ResponseWriter, r *http.Request) {
 		}
 		select {
 		case <-changed:
+		case <-kicked:
 		case <-timer.C:
 			timedOut = true // answer with the state as it is now
 		case <-p.closing:
@@ -224,6 +240,7 @@ func (p *Primary) answer(w http.ResponseWriter, node string, resp StatusResponse
 	if p.guard != nil {
 		rec := p.guard.Record()
 		resp.Term, resp.Node = &rec.Term, rec.Node
+		p.handoverFields(node, &resp)
 	}
 	writeJSON(w, http.StatusOK, resp)
 	if f, ok := w.(http.Flusher); ok {

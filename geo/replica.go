@@ -111,6 +111,12 @@ type ReplicationStatus struct {
 	Seq   uint64 `json:"seq,omitempty"`
 	// Errors are some failed repositories and why (at most 20).
 	Errors []RepoError `json:"errors,omitempty"`
+	// Verified is VerifiedDigest of the primary's states this site holds
+	// verified copies of; empty while any repository is not synced.
+	Verified string `json:"verified,omitempty"`
+	// GeoNodes are the node names in this site's own geo.yaml: the sites
+	// that may follow it should it be promoted.
+	GeoNodes []string `json:"geo_nodes,omitempty"`
 	// Reported is when the secondary sent this (set on the primary).
 	Reported time.Time `json:"reported,omitzero"`
 }
@@ -907,6 +913,13 @@ func (r *Replicator) Status() ReplicationStatus {
 	if !s.OldestUnsynced.IsZero() {
 		s.LagSeconds = max(now.Sub(s.OldestUnsynced).Seconds(), 0)
 	}
+	if s.Pending == 0 && s.Failed == 0 {
+		entries := make([]RepoEntry, 0, len(names))
+		for _, name := range names {
+			entries = append(entries, RepoEntry{Name: name, State: r.repos[name].want})
+		}
+		s.Verified = VerifiedDigest(entries)
+	}
 	return s
 }
 
@@ -934,7 +947,13 @@ func (r *Replicator) reportLoop(ctx context.Context) {
 }
 
 func (r *Replicator) report(ctx context.Context) {
-	body, err := json.Marshal(r.Status())
+	st := r.Status()
+	if cfg, err := LoadConfig(r.opts.DataDir); err == nil {
+		for _, s := range cfg.Secondaries {
+			st.GeoNodes = append(st.GeoNodes, s.Name)
+		}
+	}
+	body, err := json.Marshal(st)
 	if err != nil {
 		return
 	}

@@ -79,6 +79,20 @@ type RoleRecord struct {
 	Updated time.Time `json:"updated"`
 	// Reason says why the record was last changed.
 	Reason string `json:"reason,omitempty"`
+	// Follow, on a secondary that a planned failover repointed, is the
+	// primary it follows now: it overrides the --geo-* flags at start.
+	Follow *FollowTarget `json:"follow,omitempty"`
+	// Reopen, on a primary promoted by a planned failover, says it
+	// disables maintenance once every secondary has confirmed its term.
+	Reopen bool `json:"reopen,omitempty"`
+}
+
+// FollowTarget is the primary a repointed secondary follows.
+type FollowTarget struct {
+	// URL is the primary's base URL.
+	URL string `json:"url"`
+	// SecretFile holds the secret shared with it.
+	SecretFile string `json:"secret_file"`
 }
 
 // ReadRole reads <dataDir>/RoleFileName; ok is false when there is none.
@@ -286,4 +300,13 @@ func (g *Guard) ReadOnly() (string, bool) {
 		return "", false
 	}
 	return ChangeOnPrimary("") + " This site was demoted: the primary is " + g.rec.Term.String() + ".", true
+}
+
+// ClearReopen records that a primary promoted by a planned failover has
+// reopened (RoleRecord.Reopen is cleared).
+func (g *Guard) ClearReopen() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.rec.Reopen, g.rec.Updated = false, time.Now().UTC()
+	return WriteRole(g.dataDir, g.rec)
 }

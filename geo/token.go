@@ -37,6 +37,12 @@ const (
 	// primary (git's smart HTTP upload-pack) for replication, whatever the
 	// primary's access rules say about it.
 	ScopeReplicate Scope = "replicate"
+	// ScopePromote, on a status answer from the primary to the target of
+	// a planned failover, orders its promotion to the token's Term.
+	ScopePromote Scope = "promote"
+	// ScopeAnnounce, on a status answer from a demoted primary, tells a
+	// secondary the new primary's Term and URL.
+	ScopeAnnounce Scope = "announce"
 )
 
 // Token lifetimes.
@@ -89,6 +95,11 @@ type Claims struct {
 	// Term is the highest failover term the signing site has seen; the
 	// receiving site checks it on every contact (see Guard.Observe).
 	Term *Term `json:"term,omitempty"`
+	// Reopen, for ScopePromote, says whether the new primary disables
+	// maintenance once every secondary has confirmed its term.
+	Reopen bool `json:"reopen,omitempty"`
+	// URL, for ScopeAnnounce, is the new primary's base URL.
+	URL string `json:"url,omitempty"`
 	// RegisteredClaims holds iat, exp and jti, set by Sign.
 	jwt.RegisteredClaims
 }

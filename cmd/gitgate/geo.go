@@ -52,7 +52,7 @@ func geoCommand() *cli.Command {
 				}
 				return printPrimaryStatus(c.App.Writer, ps, now)
 			},
-		}, geoPromoteCommand()},
+		}, geoPromoteCommand(), geoFailoverCommand()},
 	}
 }
 

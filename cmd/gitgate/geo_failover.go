@@ -1,8 +1,16 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -109,4 +117,100 @@ func printRole(w io.Writer, dir string) error {
 	}
 	fmt.Fprintln(w)
 	return nil
+}
+
+// geoFailoverCommand is "gitgate geo failover --to NODE ...".
+func geoFailoverCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "failover",
+		Usage: "on the primary: planned failover to the secondary NODE (maintenance, drain, verified in sync, promote, reopen)",
+		Description: "Runs on the primary's running gate, through its admin socket (local) or --url/--token\n" +
+			"(POST " + geo.FailoverPath + ", admin only). The steps:\n" +
+			"  1. " + geo.StepNames[geo.StepMaintenance] + "\n" +
+			"  2. " + geo.StepNames[geo.StepDrain] + "\n" +
+			"  3. " + geo.StepNames[geo.StepInSync] + "\n" +
+			"  4. " + geo.StepNames[geo.StepPromote] + "\n" +
+			"  5. " + geo.StepNames[geo.StepReopen] + " (once every secondary confirmed it)\n" +
+			"Each step is persisted in the data dir's " + geo.FailoverFileName + " before it acts: a run that\n" +
+			"stops (timeout, failure, Ctrl-C) leaves maintenance on and one primary, and running the\n" +
+			"command again resumes it. --abort undoes it until step 4 begins. The target needs a url in\n" +
+			"this primary's " + geo.ConfigFileName + ", and its own " + geo.ConfigFileName + " listing this site and the other secondaries.",
+		Flags: append(remoteFlags(),
+			&cli.StringFlag{Name: "to", Usage: "the secondary node to promote (as named in " + geo.ConfigFileName + "); empty resumes the failover in progress"},
+			&cli.StringFlag{Name: "message", Usage: "maintenance message during the failover"},
+			&cli.DurationFlag{Name: "timeout", Value: geo.DefaultFailoverTimeout, Usage: "give up (maintenance stays on, resumable) after this long"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and what blocks it now; change nothing"},
+			&cli.BoolFlag{Name: "keep-maintenance", Usage: "leave the new primary in maintenance (skip step 5)"},
+			&cli.BoolFlag{Name: "abort", Usage: "abort the failover in progress (only before step 4): maintenance returns to what it was"},
+		),
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageError{fmt.Errorf("unexpected argument %q", c.Args().First())}
+			}
+			if c.Duration("timeout") <= 0 || c.Duration("timeout") > time.Hour {
+				return usageError{fmt.Errorf("--timeout must be between 0 and 1h")}
+			}
+			do, err := failoverTransport(c)
+			if err != nil {
+				return err
+			}
+			req := geo.FailoverRequest{
+				To: c.String("to"), Message: c.String("message"), Timeout: c.Duration("timeout"),
+				DryRun: c.Bool("dry-run"), KeepMaintenance: c.Bool("keep-maintenance"), Abort: c.Bool("abort"),
+			}
+			w := c.App.Writer
+			start := time.Now()
+			cl := &geo.FailoverClient{Do: do}
+			err = cl.Run(c.Context, req, func(e geo.FailoverEvent) { fmt.Fprintln(w, geo.FormatEvent(e)) })
+			if err != nil {
+				return err
+			}
+			if !req.DryRun && !req.Abort {
+				fmt.Fprintf(w, "failover finished in %s\n", time.Since(start).Round(time.Millisecond))
+			}
+			return nil
+		},
+	}
+}
+
+// failoverTransport posts the failover form to --url with --token, or to
+// the local gate's admin socket.
+func failoverTransport(c *cli.Context) (func(context.Context, url.Values) (*http.Response, error), error) {
+	base, token := c.String("url"), c.String("token")
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if base != "" {
+		if token == "" {
+			return nil, usageError{errors.New("--url needs --token (or GITGATE_TOKEN)")}
+		}
+		u, err := url.Parse(base)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, usageError{fmt.Errorf("invalid gate URL %q: want http(s)://host[:port]", base)}
+		}
+		base = strings.TrimSuffix(base, "/")
+	} else {
+		dir, err := dataDir(c)
+		if err != nil {
+			return nil, err
+		}
+		sock := filepath.Join(dir, SocketName)
+		if _, err := os.Stat(sock); err != nil {
+			return nil, fmt.Errorf("no running gate here (%s): the failover runs on the primary's running gate", SocketName)
+		}
+		client.Transport = &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}}
+		base = "http://gitgate"
+	}
+	return func(ctx context.Context, form url.Values) (*http.Response, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+geo.FailoverPath, strings.NewReader(form.Encode()))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if token != "" {
+			req.Header.Set("PRIVATE-TOKEN", token)
+		}
+		return client.Do(req)
+	}, nil
 }

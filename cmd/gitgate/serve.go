@@ -203,6 +203,8 @@ type serveCmd struct {
 	database          databaseOptions
 	log               *slog.Logger
 	stdout            io.Writer
+	// switchRole restarts the gate in a new Geo role (serve_failover.go).
+	switchRole func()
 }
 
 // gate holds the parts every front end shares.
@@ -227,8 +229,8 @@ type gate struct {
 	background []func(context.Context) error
 }
 
-// Execute runs the gate until ctx is done, then shuts down gracefully.
-func (s *serveCmd) Execute(ctx context.Context) error {
+// executeOnce runs the gate until ctx is done, then shuts down gracefully.
+func (s *serveCmd) executeOnce(ctx context.Context) error {
 	g, err := s.build(ctx)
 	if err != nil {
 		return err
@@ -250,6 +252,7 @@ func (s *serveCmd) Execute(ctx context.Context) error {
 	}
 	url := "http://" + httpLn.Addr().String()
 	g.httpURL = url
+	s.httpListen = httpLn.Addr().String() // a role switch restarts on the same address
 	fmt.Fprintf(s.stdout, "http: listening on %s\n", url)
 	fmt.Fprintf(s.stdout, "  clone:  git clone %s/<repo>.git\n", url)
 	fmt.Fprintf(s.stdout, "  api:    %s%s\n", url, api.SettingsPath)
@@ -509,6 +512,7 @@ func (s *serveCmd) sshServer(g *gate) (func(context.Context) error, error) {
 	}
 	host, port, _ := net.SplitHostPort(ln.Addr().String())
 	fmt.Fprintf(s.stdout, "ssh: listening on ssh://git@%s\n", ln.Addr())
+	s.sshListen = ln.Addr().String() // a role switch restarts on the same address
 	fmt.Fprintf(s.stdout, "  clone:  git clone ssh://git@%s:%s/<repo>.git\n", host, port)
 	for _, fp := range srv.HostKeyFingerprints() {
 		fmt.Fprintf(s.stdout, "  host key: %s\n", fp)
@@ -572,6 +576,7 @@ func (s *serveCmd) socketServer(g *gate) (func(context.Context) error, error) {
 		Auth: localAdmin{}, Store: g.fenced, Live: g.live, Tracker: g.tracker, Audit: g.audit,
 		ReadOnly: g.geo.readOnly, Extra: g.geo.settingsExtra, SitePushes: g.sitePushes, Transport: "socket", Log: s.log,
 	})
+	g.geo.failoverHandlers(h.Handle, h.RequireAdmin)
 	return func(ctx context.Context) error { return serveHTTP(ctx, ln, h) }, nil
 }
 

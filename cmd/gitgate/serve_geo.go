@@ -147,12 +147,29 @@ type geoSite struct {
 	lfsStore *lfs.Store      // primary: the LFS objects it serves to secondaries
 	guard    *geo.Guard      // primary: the failover term and the start-up fence
 	dataDir  string
+	failover *geo.Failover // the planned failover's step machine, on both roles
+	// switchRole restarts the gate in its new role; logInfo logs.
+	switchRole func()
+	logInfo    func(string, ...any)
 }
 
 // setupGeo prepares the role: the primary reads geo.yaml and its
 // secondaries' secrets; a secondary marks its data dir and starts following.
 func (s *serveCmd) setupGeo(g *gate) (*geoSite, error) {
-	switch s.geo.role {
+	gs, err := s.setupGeoRole(g)
+	if gs != nil && err == nil {
+		s.wireFailover(g, gs)
+	}
+	return gs, err
+}
+
+// setupGeoRole builds the Geo part of the role this start runs.
+func (s *serveCmd) setupGeoRole(g *gate) (*geoSite, error) {
+	o, err := s.effectiveGeo()
+	if err != nil {
+		return nil, err
+	}
+	switch o.role {
 	case geoPrimary:
 		cfg, err := geo.LoadConfig(s.dataDir)
 		if err != nil {
@@ -175,14 +192,14 @@ func (s *serveCmd) setupGeo(g *gate) (*geoSite, error) {
 		g.policy.Role = guard
 		return &geoSite{primary: p, verifier: v, feed: feed, guard: guard, dataDir: s.dataDir}, nil
 	case geoSecondary:
-		f, err := geo.NewFollower(s.geo.secondary, g.store, g.live, s.log)
+		f, err := geo.NewFollower(o.secondary, g.store, g.live, s.log)
 		if err != nil {
 			return nil, err
 		}
-		if err := geo.WriteSecondaryMarker(s.dataDir, f.Primary(), s.geo.secondary.NodeName); err != nil {
+		if err := geo.WriteSecondaryMarker(s.dataDir, f.Primary(), o.secondary.NodeName); err != nil {
 			return nil, err
 		}
-		s.log.Info("geo secondary", "primary", f.Primary(), "node", s.geo.secondary.NodeName)
+		s.log.Info("geo secondary", "primary", f.Primary(), "node", o.secondary.NodeName)
 		ro := s.geo.replica
 		ro.Git, ro.Resolver, ro.DataDir = s.git, g.resolver, s.dataDir
 		ro.Access = &geo.FileAccess{DataDir: s.dataDir}
@@ -248,6 +265,7 @@ func (gs *geoSite) handlers(register func(string, http.Handler), admin func(http
 	case gs.follower != nil:
 		register("GET "+geo.NodesPath, admin(gs.follower.SelfHandler()))
 	}
+	gs.failoverHandlers(register, admin)
 }
 
 // run returns what runs beside the servers: the follower, or the primary's
