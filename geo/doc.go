@@ -196,8 +196,54 @@
 // promoted (a secondary is gone for good) lifts the fence with
 // --geo-confirm-primary; it cannot undo a demotion.
 //
-// A demoted site does not yet follow the new primary by itself: restart it
-// as a secondary of the new primary (its --geo-primary-url, a secret
-// listed in the new primary's geo.yaml). The one-command planned failover
-// ("gitgate geo failover") is not built yet.
+// A site demoted by "gitgate geo promote" (an unplanned failover) does not
+// follow the new primary by itself: restart it as a secondary of the new
+// primary (its --geo-primary-url, a secret listed in the new primary's
+// geo.yaml).
+//
+// # Planned failover
+//
+// "gitgate geo failover --to NODE" runs the [Failover] step machine in the
+// primary's running gate (POST [FailoverPath], admin only; the CLI only
+// prints its progress lines, [FailoverClient]). Five steps, each persisted
+// in <data-dir>/geo-failover.json ([FailoverRecord]) before it acts, so
+// every step is idempotent and running the command again resumes:
+//
+//  1. maintenance on (every secondary mirrors it within milliseconds);
+//  2. drain: no push in flight on the primary's Tracker. Pushes sent to a
+//     secondary are proxied here, so they count here too; a secondary has
+//     no write of its own (replication is not a push);
+//  3. NODE's last report says 0 pending and 0 failed (LFS objects too), its
+//     verified copies give the digest of the primary's repositories read
+//     now ([VerifiedDigest]), the same access data, and its own geo.yaml
+//     lists this site and every other secondary; every other secondary is
+//     connected. [Primary.CheckTarget] decides;
+//  4. promotion: the status answer to NODE carries an order (a token of
+//     scope "promote", signed with the secret shared with NODE, for epoch
+//     +1 and NODE's name). NODE persists its role (primary, still in
+//     maintenance) and presents the new term on its next poll, which
+//     demotes this site ([Guard.Observe]); NODE's next answer acknowledges
+//     it and NODE restarts its gate as the primary. The other secondaries'
+//     answers then carry the new term and NODE's URL (geo.yaml "url"),
+//     signed with their own secrets (scope "announce"); each persists
+//     {follow: URL} in its role file and restarts as NODE's secondary. This
+//     site writes the same for itself and restarts as NODE's secondary.
+//     A gate's role switch is an in-process restart of the whole gate on
+//     the same addresses (graceful, like a SIGTERM); the role file's
+//     "follow" overrides the --geo-* flags at every later start, so a
+//     restart by hand with the old flags also follows NODE;
+//  5. NODE reopens by itself once every secondary in its geo.yaml has
+//     presented the new term (the old primary among them), unless
+//     --keep-maintenance; the old primary's command waits until its mirrored
+//     state shows it.
+//
+// At no moment do two sites accept pushes: steps 1-3 run with maintenance
+// on; from step 4 NODE is in maintenance until every site has confirmed its
+// term, and this site refuses pushes from its demotion on. A run that
+// stops (timeout, failure, Ctrl-C: the request's context) leaves
+// maintenance on and one primary, and says how to resume; --abort turns
+// maintenance back to what it was and drops the record, but only before
+// step 4 (from there NODE may already be primary). A second failover to
+// another node while one is recorded is refused; two at once are refused
+// (one runs per gate).
 package geo

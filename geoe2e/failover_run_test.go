@@ -20,7 +20,7 @@ import (
 // failoverSites is one primary ("old") and two secondaries ("eu", "us")
 // with the secrets and geo.yaml files a planned failover needs.
 type failoverSites struct {
-	t               *testing.T
+	t               testing.TB
 	work, P, EU, US string
 	env, gitEnv     []string
 	dev             string
@@ -33,7 +33,7 @@ type failoverSites struct {
 	mu              sync.Mutex
 }
 
-func newFailoverSites(t *testing.T) *failoverSites {
+func newFailoverSites(t testing.TB) *failoverSites {
 	work := t.TempDir()
 	env := gittest.Env(t)
 	s := &failoverSites{t: t, work: work, env: env, P: filepath.Join(work, "old"), EU: filepath.Join(work, "eu"), US: filepath.Join(work, "us"),
