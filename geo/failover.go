@@ -267,7 +267,11 @@ func (f *Failover) Run(ctx context.Context, req FailoverRequest, progress func(F
 		}
 	}
 	if req.DryRun {
-		f.plan(ctx, rec, ok, progress)
+		if n := f.plan(ctx, rec, ok, progress); n > 0 {
+			progress(FailoverEvent{Phase: PhaseDone, Text: fmt.Sprintf("dry run: %d blockers now; nothing was changed", n)})
+		} else {
+			progress(FailoverEvent{Phase: PhaseDone, Text: "dry run: nothing blocks the failover now; nothing was changed"})
+		}
 		return nil
 	}
 	timeout := req.Timeout
@@ -484,7 +488,7 @@ func (f *Failover) waitFor(ctx context.Context, blockers func() ([]string, error
 }
 
 // plan prints the steps and what blocks them now.
-func (f *Failover) plan(ctx context.Context, rec FailoverRecord, inProgress bool, progress func(FailoverEvent)) {
+func (f *Failover) plan(ctx context.Context, rec FailoverRecord, inProgress bool, progress func(FailoverEvent)) (blockers int) {
 	if inProgress {
 		progress(FailoverEvent{Phase: PhaseInfo, Text: fmt.Sprintf("a failover to %s is in progress, next step %d", rec.To, rec.Step)})
 	}
@@ -500,12 +504,14 @@ func (f *Failover) plan(ctx context.Context, rec FailoverRecord, inProgress bool
 		progress(FailoverEvent{Step: s, Phase: PhasePlan, Text: text})
 	}
 	if rec.Step > StepInSync {
-		return
+		return 0
 	}
 	if busy, err := f.Site.InFlight(ctx); err != nil {
+		blockers++
 		progress(FailoverEvent{Step: StepDrain, Phase: PhaseBlocker, Text: "pushes in flight: " + err.Error()})
 	} else {
 		for _, b := range busy {
+			blockers++
 			progress(FailoverEvent{Step: StepDrain, Phase: PhaseBlocker, Text: "push in flight: " + b})
 		}
 	}
@@ -514,8 +520,10 @@ func (f *Failover) plan(ctx context.Context, rec FailoverRecord, inProgress bool
 		c.Blockers = append(c.Blockers, err.Error())
 	}
 	for _, b := range c.Blockers {
+		blockers++
 		progress(FailoverEvent{Step: StepInSync, Phase: PhaseBlocker, Text: b})
 	}
+	return blockers
 }
 
 // abort returns to the starting state before step 4.

@@ -36,7 +36,7 @@ func BenchmarkPlannedFailover(b *testing.B) {
 		for i := 0; ; i++ {
 			out, errs, err := cli(b, s.env, s.P, "geo", "failover", "--to", "eu", "--dry-run")
 			plan = out + errs
-			if err == nil && !strings.Contains(out, "blocks") {
+			if err == nil && !strings.Contains(out, "  blocks ") {
 				break
 			}
 			if i == 60 {

@@ -234,7 +234,13 @@ func TestGeoPlannedFailover(t *testing.T) {
 
 	// 3. eu's geo.yaml does not list us yet: step 3 times out; then it does,
 	// and the same command resumes and completes.
+	out, errs, err = cli(t, env, s.P, "geo", "failover", "--to", "eu", "--dry-run")
+	t.Logf("geo failover --dry-run:\n%s%s", out, errs)
+	if err != nil || !strings.Contains(out, "blocks step 3: eu's geo.yaml does not list us") {
+		t.Fatalf("dry run: %v\n%s\n%s", err, out, errs)
+	}
 	out, errs, err = cli(t, env, s.P, "geo", "failover", "--to", "eu", "--timeout", "2s", "--message", "Failover to eu")
+	t.Logf("geo failover, stopped:\n%s%s", out, errs)
 	if err == nil || !strings.Contains(out, "step 1/5 done") || !strings.Contains(out, "step 2/5 done") ||
 		!strings.Contains(errs, "geo.yaml does not list us") {
 		t.Fatalf("failover with eu not ready: %v\n%s\n%s", err, out, errs)
