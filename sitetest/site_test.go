@@ -109,7 +109,13 @@ func (s *syncBuffer) String() string {
 // startGate starts a gate on the database and the repository directory.
 func startGate(t *testing.T, name, dbURL, repos string, extra ...string) *gate {
 	t.Helper()
-	g := &gate{name: name, dataDir: t.TempDir(), stderr: &syncBuffer{}, done: make(chan struct{})}
+	return startGateIn(t, t.TempDir(), name, dbURL, repos, extra...)
+}
+
+// startGateIn starts a gate with the data dir dataDir.
+func startGateIn(t *testing.T, dataDir, name, dbURL, repos string, extra ...string) *gate {
+	t.Helper()
+	g := &gate{name: name, dataDir: dataDir, stderr: &syncBuffer{}, done: make(chan struct{})}
 	args := append([]string{"--data-dir", g.dataDir, "--log-level", "info", "serve", "--repos", repos,
 		"--http-listen", "127.0.0.1:0", "--ssh-listen", "127.0.0.1:0", "--gate-id", name,
 		"--shutdown-grace", "2s"}, extra...)

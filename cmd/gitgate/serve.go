@@ -339,6 +339,9 @@ func (s *serveCmd) build(ctx context.Context) (*gate, error) {
 	if g.geo, err = s.setupGeo(g); err != nil {
 		return nil, fmt.Errorf("geo: %w", err)
 	}
+	if err := s.shareGeo(ctx, g); err != nil {
+		return nil, err
+	}
 	if err := g.metrics.Register(g.geo.collectors()...); err != nil {
 		return nil, fmt.Errorf("geo metrics: %w", err)
 	}
