@@ -37,6 +37,15 @@
 //   - Operations in flight: each gate upserts its running pushes with an
 //     expiry a few heartbeats ahead and deletes them when they end; a gate
 //     that dies leaves rows that expire by themselves.
+//   - Geo on a database site (schema 4, geo.go): the primary site's
+//     registry of secondaries (names, secret fingerprints, the newest
+//     contact any gate heard) in geo_nodes, shared by its gates, with the
+//     secrets left in each gate's files; the site's role and failover term
+//     in geo_role, whose epoch never goes down; and [Elector], an advisory
+//     lock election so that one gate of a secondary site follows and
+//     replicates while the others get the mirrored state through the
+//     database. See geo.go for what is wired into the gate and what is
+//     not yet.
 //   - The password of a database URL never reaches a log or an error: see
 //     [Redact].
 package pgstore

@@ -44,6 +44,15 @@ import (
 //     geo_role ([DB.LoadGeoRole], [DB.SaveGeoRole]), one row whose epoch
 //     never goes down (a write with a lower epoch is refused), so every
 //     gate of the site, and every restart, sees the same role.
+//
+// Wired into "gitgate serve" so far (cmd/gitgate/serve_db_geo.go): the
+// registry on a primary site (fingerprints registered at start, a
+// mismatch refused; contacts recorded every heartbeat). Not yet: a
+// secondary site on a database (still refused at start: it needs the
+// election around the follower and the replicator, and the replicated
+// access data written to the database instead of the data dir), the role
+// record read and written by package geo's failover instead of
+// geo-role.json, and "geo status" reading the registry.
 
 // ErrGeoSecretMismatch is returned when a gate's secret file for a node
 // is not the one the site registered.

@@ -2,6 +2,7 @@ package sitetest
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/gitgate/gitgate/geo"
 	"github.com/gitgate/gitgate/internal/pgtest"
 	"github.com/gitgate/gitgate/pgstore"
 )
@@ -63,5 +65,27 @@ func TestSiteGeoRegistry(t *testing.T) {
 		t.Fatalf("gate B with another secret: exit %d\n%s", code, errs)
 	}
 	// With the site's secret it starts.
-	startGateIn(t, geoPrimaryDir(t, secret), "B", db, repos, "--geo-role", "primary", "--geo-confirm-primary")
+	b := startGateIn(t, geoPrimaryDir(t, secret), "B", db, repos, "--geo-role", "primary", "--geo-confirm-primary")
+
+	// Secondary eu polls gate B (as a load balancer may send it there):
+	// the contact is in the site's registry, recorded by B.
+	auth, err := geo.Sign([]byte(secret), "eu", geo.Claims{Scope: geo.ScopeStatus}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", b.http+geo.StatusPath, nil)
+	req.Header.Set("Authorization", auth)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status poll of gate B: %s", resp.Status)
+	}
+	bounded(t, "the contact to reach the registry", func() bool {
+		var gate string
+		err := conn.QueryRow(t.Context(), `SELECT contact_gate FROM geo_nodes WHERE name = 'eu' AND last_contact IS NOT NULL`).Scan(&gate)
+		return err == nil && gate == "B"
+	})
 }
