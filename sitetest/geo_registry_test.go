@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -88,4 +89,10 @@ func TestSiteGeoRegistry(t *testing.T) {
 		err := conn.QueryRow(t.Context(), `SELECT contact_gate FROM geo_nodes WHERE name = 'eu' AND last_contact IS NOT NULL`).Scan(&gate)
 		return err == nil && gate == "B"
 	})
+	// Any host lists the site's registry.
+	out := mustCLI(t, db, t.TempDir(), "db", "geo-nodes")
+	if !regexp.MustCompile(`(?m)^eu +\d{4}-\d\d-\d\dT\S+Z +B +\d+ +sha256:`).MatchString(out) || strings.Contains(out, secret) {
+		t.Errorf("db geo-nodes:\n%s", out)
+	}
+	t.Logf("db geo-nodes:\n%s", out)
 }

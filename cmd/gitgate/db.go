@@ -153,6 +153,7 @@ func dbCommand() *cli.Command {
 				},
 				Action: withArgs(0, 0, dbImport),
 			},
+			dbGeoNodesCommand(),
 		},
 	}
 }
