@@ -77,7 +77,7 @@ func TestLimiterNegativeIsUnlimitedAndNilAllows(t *testing.T) {
 		t.Fatal(err)
 	}
 	rel()
-	if got := NewLimiter(Limits{}).Limits(); got != (Limits{DefaultMaxGit, DefaultMaxGitPerRepo, DefaultMaxGitPerUser}) {
+	if got := NewLimiter(Limits{}).Limits(); got != (Limits{DefaultMaxGit, DefaultMaxGitPerRepo, DefaultMaxGitPerUser, DefaultMaxGitQueue, DefaultMaxGitQueueTimeout}) {
 		t.Fatalf("defaults: %+v", got)
 	}
 }

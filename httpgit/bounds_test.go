@@ -175,7 +175,7 @@ func openFetch(t *testing.T, g *testGate, l *gitgate.Limiter, commit string, wan
 // A flood of fetches with unfinished bodies holds at most the limiter's
 // slots; the others are refused at once with the busy message, never held.
 func TestFloodOfUnfinishedBodiesIsBounded(t *testing.T) {
-	l := gitgate.NewLimiter(gitgate.Limits{Global: 4, PerRepo: 4, PerUser: 4})
+	l := gitgate.NewLimiter(gitgate.Limits{Global: 4, PerRepo: 4, PerUser: 4, QueueTimeout: 50 * time.Millisecond})
 	g := startGate(t, gateOptions{configure: func(c *httpgit.Config) { c.Limiter = l }})
 	path, commit := gittest.BareRepoWithCommit(t, g.env, g.root, "repo")
 	var open []net.Conn
@@ -223,7 +223,7 @@ func TestFloodOfUnfinishedBodiesIsBounded(t *testing.T) {
 // A fetch whose advertisement was served but whose POST finds the server
 // full shows the busy message: git prints the ERR packet.
 func TestBusyFetchPostShowsTheMessage(t *testing.T) {
-	l := gitgate.NewLimiter(gitgate.Limits{Global: 1})
+	l := gitgate.NewLimiter(gitgate.Limits{Global: 1, QueueTimeout: 50 * time.Millisecond})
 	g := startGate(t, gateOptions{configure: func(c *httpgit.Config) { c.Limiter = l }})
 	_, commit := gittest.BareRepoWithCommit(t, g.env, g.root, "repo")
 	target, _ := url.Parse(g.url)

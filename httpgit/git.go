@@ -66,8 +66,9 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// A share of the git processes, held until git is reaped.
-	release, err := s.cfg.Limiter.Acquire(op)
+	// A share of the git processes, held until git is reaped (waiting in
+	// the limiter's bounded queue when none is free).
+	release, err := s.cfg.Limiter.Wait(r.Context(), op)
 	if err != nil {
 		s.refuseBusy(w, r, rt, op, err, log)
 		return

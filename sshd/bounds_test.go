@@ -78,7 +78,7 @@ func runSession(t *testing.T, client *gossh.Client, command string) (string, int
 // One user at their cap of git processes is refused with the busy message
 // at once, while another user is still served.
 func TestPerUserGitCapDoesNotStarveOthers(t *testing.T) {
-	l := gitgate.NewLimiter(gitgate.Limits{Global: 10, PerRepo: 10, PerUser: 2})
+	l := gitgate.NewLimiter(gitgate.Limits{Global: 10, PerRepo: 10, PerUser: 2, QueueTimeout: 50 * time.Millisecond})
 	g := startGate(t, func(c *sshd.Config) { c.Limiter = l })
 	g.createRepo("repo", map[string][]byte{"a": []byte("a")})
 	alice := g.dial(g.addUser("alice", gitgate.PermissionRead))

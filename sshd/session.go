@@ -357,12 +357,12 @@ func (s *Server) lfsTransfer(ctx context.Context, sess *session, op *gitgate.Ope
 // after the last pack byte of a push) git sees EOF, and when git exits first
 // nothing waits for the client's input.
 //
-// It first takes a share of the git processes from the limiter, held until
-// git is reaped; over a limit it returns the limiter's *gitgate.Refusal and
-// starts nothing. The connection's idle timeout covers a running git too:
+// It first takes a share of the git processes from the limiter (waiting in
+// its bounded queue), held until git is reaped; when none comes it returns
+// the limiter's *gitgate.Refusal and starts nothing. The connection's idle timeout covers a running git too:
 // neither the client's input nor git's output moving closes it.
 func (s *Server) runGit(ctx context.Context, sess *session, inv gitgate.Invocation) error {
-	release, err := s.cfg.Limiter.Acquire(inv.Op)
+	release, err := s.cfg.Limiter.Wait(ctx, inv.Op)
 	if err != nil {
 		return err
 	}

@@ -336,6 +336,9 @@ func (s *serveCmd) build(ctx context.Context) (*gate, error) {
 		return nil, err
 	}
 	g.limiter = gitgate.NewLimiter(s.limits.git)
+	if err := g.metrics.Register(limiterCollectors(g.limiter)...); err != nil {
+		return nil, fmt.Errorf("limiter metrics: %w", err)
+	}
 	if g.geo, err = s.setupGeo(g); err != nil {
 		return nil, fmt.Errorf("geo: %w", err)
 	}

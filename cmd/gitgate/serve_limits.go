@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/gitgate/gitgate/gitgate"
@@ -43,6 +44,18 @@ func limitFlags() []cli.Flag {
 			Value:   gitgate.DefaultMaxGitPerUser,
 			EnvVars: []string{"GITGATE_MAX_GIT_PER_USER"},
 		},
+		&cli.IntFlag{
+			Name:    "max-git-queue",
+			Usage:   "git operations of one user (or anonymous address) that wait for a slot when a --max-git* limit is reached; more are refused (-1: none wait)",
+			Value:   gitgate.DefaultMaxGitQueue,
+			EnvVars: []string{"GITGATE_MAX_GIT_QUEUE"},
+		},
+		&cli.DurationFlag{
+			Name:    "max-git-queue-timeout",
+			Usage:   "how long a git operation waits for a slot before it is refused as busy",
+			Value:   gitgate.DefaultMaxGitQueueTimeout,
+			EnvVars: []string{"GITGATE_MAX_GIT_QUEUE_TIMEOUT"},
+		},
 		&cli.StringFlag{
 			Name:    "max-request-body",
 			Usage:   "largest fetch request body over HTTP, after gzip decompression (e.g. 32MiB; -1: no limit)",
@@ -74,9 +87,11 @@ func limitFlags() []cli.Flag {
 func limitOptionsFrom(c *cli.Context) (limitOptions, error) {
 	o := limitOptions{
 		git: gitgate.Limits{
-			Global:  c.Int("max-git"),
-			PerRepo: c.Int("max-git-per-repo"),
-			PerUser: c.Int("max-git-per-user"),
+			Global:       c.Int("max-git"),
+			PerRepo:      c.Int("max-git-per-repo"),
+			PerUser:      c.Int("max-git-per-user"),
+			Queue:        c.Int("max-git-queue"),
+			QueueTimeout: c.Duration("max-git-queue-timeout"),
 		},
 		bodyIdleTimeout:    c.Duration("http-idle-timeout"),
 		sshSessionsPerUser: c.Int("ssh-max-sessions-per-user"),
@@ -84,10 +99,13 @@ func limitOptionsFrom(c *cli.Context) (limitOptions, error) {
 	for _, f := range []struct {
 		name string
 		n    int
-	}{{"--max-git", o.git.Global}, {"--max-git-per-repo", o.git.PerRepo}, {"--max-git-per-user", o.git.PerUser}} {
+	}{{"--max-git", o.git.Global}, {"--max-git-per-repo", o.git.PerRepo}, {"--max-git-per-user", o.git.PerUser}, {"--max-git-queue", o.git.Queue}} {
 		if f.n == 0 || f.n < -1 {
 			return o, usageError{fmt.Errorf("%s must be a positive number or -1 (no limit)", f.name)}
 		}
+	}
+	if o.git.QueueTimeout <= 0 {
+		return o, usageError{fmt.Errorf("--max-git-queue-timeout must be positive")}
 	}
 	if o.sshSessionsPerUser <= 0 {
 		return o, usageError{fmt.Errorf("--ssh-max-sessions-per-user must be a positive number")}
@@ -103,6 +121,21 @@ func limitOptionsFrom(c *cli.Context) (limitOptions, error) {
 		return o, usageError{fmt.Errorf("--max-inflated-body: %w", err)}
 	}
 	return o, nil
+}
+
+// limiterCollectors exposes the git process limiter: slots in use and
+// operations waiting for one.
+func limiterCollectors(l *gitgate.Limiter) []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gitgate_git_processes_running",
+			Help: "Git processes holding a slot of the process limiter.",
+		}, func() float64 { n, _, _ := l.InUse(gitgate.Operation{}); return float64(n) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gitgate_git_processes_waiting",
+			Help: "Git operations waiting for a slot of the process limiter.",
+		}, func() float64 { return float64(l.Waiting()) }),
+	}
 }
 
 // parseSize reads a positive byte count with an optional KiB, MiB or GiB

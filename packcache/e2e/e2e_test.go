@@ -330,3 +330,42 @@ func TestUnwritableCacheDirStillServes(t *testing.T) {
 		t.Fatalf("fallbacks = %v, want 2", got)
 	}
 }
+
+// The scenario with the default limits: 32 identical CI clones
+// from one address at once. The process limiter's per-user cap (8) lets 8
+// run and queues the rest instead of refusing them; all 32 get the one
+// generated pack.
+func TestThirtyTwoClonesFromOneAddressWithDefaults(t *testing.T) {
+	t.Parallel()
+	g := startGate(t)
+	work := t.TempDir()
+	repoURL := g.url + "/example.git"
+	release := hold(t, g)
+	var wg sync.WaitGroup
+	errs := make([]error, 32)
+	for i := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := g.git(t, work, "clone", "-q", "--depth", "1", repoURL, fmt.Sprintf("ci%d", i))
+			if r.Err != nil {
+				errs[i] = fmt.Errorf("%v: %s", r.Err, r.Stderr)
+			}
+		}()
+	}
+	// While the one generation is held, 8 git processes run and 24 wait.
+	g.waitMetric(t, "gitgate_git_processes_waiting", 24)
+	if got := g.metric(t, "gitgate_git_processes_running"); got != gitgate.DefaultMaxGitPerUser {
+		t.Errorf("running: %v, want %d", got, gitgate.DefaultMaxGitPerUser)
+	}
+	release()
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("clone %d: %v", i, err)
+		}
+	}
+	if got := g.metric(t, "gitgate_pack_objects_generations_total"); got != 1 {
+		t.Fatalf("32 identical clones ran %v pack-objects, want 1", got)
+	}
+}
