@@ -285,7 +285,7 @@ func writeKey(b *testing.B, path string) string {
 	return path
 }
 
-func writeFile(b *testing.B, path, content string, mode os.FileMode) {
+func writeFile(b testing.TB, path, content string, mode os.FileMode) {
 	if err := os.WriteFile(path, []byte(content), mode); err != nil {
 		b.Fatal(err)
 	}
