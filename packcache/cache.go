@@ -260,6 +260,11 @@ func (c *Cache) direct(ctx context.Context, req Request, stdout, stderr io.Write
 	defer cancel()
 	cmd := c.command(ctx, req)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if p, ok := stdout.(*pipeSink); ok && p.file() != nil {
+		// upload-pack's own pipe: pack-objects writes into it, as it would
+		// without the hook (git waits on a full non-blocking pipe).
+		cmd.Stdout = p.file()
+	}
 	err = c.runCmd(cmd)
 	var exit *exec.ExitError
 	if errors.As(err, &exit) && exit.Exited() {

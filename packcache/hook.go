@@ -63,7 +63,14 @@ func RunHook(ctx context.Context, socket, secret string, args []string, stdin io
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	if err := writeRequest(conn, secret, args[1:], in); err != nil {
+	// stdout goes to the gate with the greeting when it is a pipe: the pack
+	// then goes from the cache file into upload-pack's pipe without passing
+	// through this process.
+	if _, err := sendGreeting(conn, stdout); err != nil {
+		fmt.Fprintln(stderr, "fatal: the server cannot generate the pack now; try again")
+		return 128
+	}
+	if err := writeRequestBody(conn, secret, args[1:], in); err != nil {
 		fmt.Fprintln(stderr, "fatal: the server cannot generate the pack now; try again")
 		return 128
 	}

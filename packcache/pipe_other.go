@@ -2,7 +2,30 @@
 
 package packcache
 
-import "os"
+import (
+	"io"
+	"net"
+	"os"
+)
 
 // growPipe does nothing where pipes cannot be resized.
 func growPipe(*os.File) {}
+
+// sendGreeting writes the protocol's greeting; the pack comes back in
+// frames on this system.
+func sendGreeting(conn net.Conn, _ io.Writer) (bool, error) {
+	_, err := io.WriteString(conn, protoMagic)
+	return false, err
+}
+
+// recvGreeting passes no pipe on this system.
+func recvGreeting(net.Conn) ([]byte, *pipeSink, error) { return nil, nil, nil }
+
+// pipeSink is never made on this system.
+type pipeSink struct{}
+
+func (*pipeSink) Write(p []byte) (int, error)             { return 0, io.ErrClosedPipe }
+func (*pipeSink) SendFile(*os.File, int64) (int64, error) { return 0, io.ErrClosedPipe }
+func (*pipeSink) file() *os.File                          { return nil }
+func (*pipeSink) cancel()                                 {}
+func (*pipeSink) Close() error                            { return nil }

@@ -14,7 +14,9 @@ import (
 // The hook's request on the socket is: protoMagic, then length-prefixed
 // fields (uint32, big endian): the secret, the number of arguments (one
 // byte), each argument, and stdin. The gate answers with frames: a type
-// byte, a uint32 length, the data.
+// byte, a uint32 length, the data. On Linux the hook attaches its stdout
+// (upload-pack's pipe) to the greeting (SCM_RIGHTS); the gate then writes
+// the pack into that pipe itself and sends only the stderr and exit frames.
 const (
 	protoMagic  = "gitgate-pack-objects/1\n"
 	frameStdout = 'o'
@@ -59,8 +61,15 @@ func readField(r io.Reader, limit int) ([]byte, error) {
 }
 
 func writeRequest(w io.Writer, secret string, args []string, stdin []byte) error {
+	if _, err := io.WriteString(w, protoMagic); err != nil {
+		return err
+	}
+	return writeRequestBody(w, secret, args, stdin)
+}
+
+// writeRequestBody writes the request after its greeting.
+func writeRequestBody(w io.Writer, secret string, args []string, stdin []byte) error {
 	bw := bufio.NewWriter(w)
-	bw.WriteString(protoMagic)
 	writeField(bw, []byte(secret))
 	bw.WriteByte(byte(len(args)))
 	for _, a := range args {

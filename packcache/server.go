@@ -2,11 +2,13 @@ package packcache
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -168,13 +170,31 @@ func (s *Server) handle(ctx context.Context, conn net.Conn) {
 		uc.SetWriteBuffer(socketBuffer)
 	}
 	conn.SetReadDeadline(time.Now().Add(requestTimeout))
-	secret, args, stdin, err := readRequest(bufio.NewReader(conn))
+	greeting, pipe, err := recvGreeting(conn)
+	var secret string
+	var args []string
+	var stdin []byte
+	if err == nil {
+		secret, args, stdin, err = readRequest(bufio.NewReader(io.MultiReader(bytes.NewReader(greeting), conn)))
+	}
 	conn.SetReadDeadline(time.Time{})
 	mu := &sync.Mutex{}
 	w := deadlineWriter{conn}
-	stdout := frameWriter{mu: mu, w: w, whole: true, t: frameStdout}
+	var stdout io.Writer = frameWriter{mu: mu, w: w, whole: true, t: frameStdout}
+	if pipe != nil {
+		// The pack goes into upload-pack's pipe; it must be closed before
+		// the exit frame lets the hook exit, so that upload-pack reads the
+		// end of the pack when the hook has gone.
+		stdout = pipe
+		defer pipe.Close()
+	}
 	stderr := frameWriter{mu: mu, w: w, t: frameStderr}
-	exit := func(code int) { frameWriter{mu: mu, w: w, t: frameExit}.Write([]byte{byte(code)}) }
+	exit := func(code int) {
+		if pipe != nil {
+			pipe.Close()
+		}
+		frameWriter{mu: mu, w: w, t: frameExit}.Write([]byte{byte(code)})
+	}
 	if err != nil {
 		s.log.Warn("pack-objects hook: bad request", "err", err)
 		return
@@ -201,6 +221,11 @@ func (s *Server) handle(ctx context.Context, conn net.Conn) {
 	// for the others.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if pipe != nil {
+		stop := context.AfterFunc(ctx, pipe.cancel)
+		defer stop()
+		s.cache.stats.Spliced.Add(1)
+	}
 	go func() {
 		var b [1]byte
 		conn.Read(b[:])

@@ -2,6 +2,7 @@ package packcache
 
 import (
 	"bytes"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -166,5 +167,60 @@ func TestHookGoneEndsItsPackObjects(t *testing.T) {
 	waitFor(t, "pack-objects to end with its hook", func() bool { return c.Stats().Running.Load() == 0 })
 	if running, _ := c.Limiter().InUse(f.repo); running != 0 {
 		t.Fatalf("%d slots still taken", running)
+	}
+}
+
+// hookRunPipe runs the hook with a pipe as its stdout, as upload-pack
+// does, and returns what came out of the pipe.
+func hookRunPipe(t *testing.T, env []string, args []string, stdin string) (string, string, int) {
+	t.Helper()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(pr)
+		pr.Close()
+		got <- b
+	}()
+	var errb bytes.Buffer
+	code := RunHook(t.Context(), envValue(env, EnvSocket), envValue(env, EnvSecret), args, strings.NewReader(stdin), pw, &errb)
+	pw.Close()
+	return string(<-got), errb.String(), code
+}
+
+// The hook passes upload-pack's pipe to the gate, which writes the pack
+// into it (a miss, a hit, and without the cache): the same pack as through
+// the frames, and the hook copies none of it.
+func TestHookPassesItsPipe(t *testing.T) {
+	f := repoFixture(t)
+	for _, disabled := range []bool{false, true} {
+		c := newTestCache(t, t.Context(), Config{Disabled: disabled})
+		srv := startServer(t, c)
+		inv := gitgate.Invocation{Op: gitgate.Operation{Service: gitgate.UploadPack, Repo: "repo", User: &gitgate.User{Name: "alice"}},
+			Repo: gitgate.Repo{Name: "repo", Path: f.repo}}
+		env, done := srv.Start(inv)
+		args := []string{"git", "pack-objects", "--revs", "--thin", "--stdout", "--delta-base-offset"}
+		framed, _, code := hookRun(t, env, args, f.head+"\n")
+		if code != 0 {
+			t.Fatalf("framed run: exit %d", code)
+		}
+		for i := range 2 {
+			out, stderr, code := hookRunPipe(t, env, args, f.head+"\n")
+			if code != 0 {
+				t.Fatalf("disabled=%v run %d: exit %d: %s", disabled, i, code, stderr)
+			}
+			if err := verifyPack(t, f, []byte(out), f.head); err != nil {
+				t.Fatal(err)
+			}
+			if !disabled && out != framed {
+				t.Fatalf("run %d: the piped pack differs from the framed one", i)
+			}
+		}
+		if got := c.Stats().Spliced.Load(); got != 2 {
+			t.Fatalf("disabled=%v: %d requests written into the pipe, want 2", disabled, got)
+		}
+		done()
 	}
 }

@@ -368,4 +368,8 @@ func TestThirtyTwoClonesFromOneAddressWithDefaults(t *testing.T) {
 	if got := g.metric(t, "gitgate_pack_objects_generations_total"); got != 1 {
 		t.Fatalf("32 identical clones ran %v pack-objects, want 1", got)
 	}
+	// Every hook passed upload-pack's pipe: the gate wrote the packs.
+	if got := g.metric(t, "gitgate_pack_objects_direct_pipe_total"); got != 32 {
+		t.Fatalf("%v packs written into upload-pack's pipe, want 32", got)
+	}
 }
