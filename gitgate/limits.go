@@ -30,8 +30,11 @@ const (
 	// slot at once: 32 identical CI clones from one account wait their turn
 	// instead of being refused.
 	DefaultMaxGitQueue = 64
-	// DefaultMaxGitQueueTimeout is how long an operation waits for a slot.
-	DefaultMaxGitQueueTimeout = time.Minute
+	// DefaultMaxGitQueueTimeout is how long an operation waits for a slot:
+	// long enough for a burst of CI clones to pass through the per-user cap
+	// a few at a time (git's clients have no timeout of their own, and a
+	// job would rather wait than fail), still a deadline.
+	DefaultMaxGitQueueTimeout = 5 * time.Minute
 	// MaxGitWaiting bounds the operations waiting on the whole server,
 	// whatever the per-user queue: a waiter holds a connection and memory.
 	MaxGitWaiting = 1024
