@@ -322,8 +322,13 @@ func (c *Cache) runPiped(cmd *exec.Cmd, w io.Writer) error {
 		return err
 	}
 	pw.Close()
-	buf := make([]byte, 1<<20)
-	_, cerr := io.CopyBuffer(struct{ io.Writer }{w}, pr, buf)
+	var cerr error
+	if ew, ok := w.(*entryWriter); ok {
+		// pipe → cache file inside the kernel (splice), where it can.
+		cerr = ew.spliceFrom(pr)
+	} else {
+		_, cerr = io.CopyBuffer(struct{ io.Writer }{w}, pr, make([]byte, 1<<20))
+	}
 	pr.Close() // a failed write ends pack-objects (EPIPE)
 	err = cmd.Wait()
 	if cerr != nil {
@@ -569,17 +574,37 @@ type entryWriter struct {
 
 func (w *entryWriter) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
-	if n > 0 {
-		w.e.mu.Lock()
-		w.e.size += int64(n)
-		w.e.notifyLocked()
-		w.e.mu.Unlock()
-	}
+	w.advance(int64(n))
 	if err != nil {
 		w.err = &writeError{err}
 		return n, w.err
 	}
 	return n, nil
+}
+
+// advance records n more bytes in the file and wakes the readers.
+func (w *entryWriter) advance(n int64) {
+	if n > 0 {
+		w.e.mu.Lock()
+		w.e.size += n
+		w.e.notifyLocked()
+		w.e.mu.Unlock()
+	}
+}
+
+// spliceFrom appends everything from the pipe pr to the file, in the
+// kernel where it can (see spliceToFile), waking the readers as it goes.
+func (w *entryWriter) spliceFrom(pr *os.File) error {
+	handled, err := spliceToFile(pr, w.f, w.advance)
+	if handled {
+		if err != nil && !errors.Is(err, errPipeRead) {
+			w.err = &writeError{err}
+			return w.err
+		}
+		return err
+	}
+	_, err = io.CopyBuffer(struct{ io.Writer }{w}, pr, make([]byte, 1<<20))
+	return err
 }
 
 // stream copies e's pack to w as it grows, until the generation is done.

@@ -150,3 +150,50 @@ func (s *pipeSink) file() *os.File { return s.f }
 func (s *pipeSink) cancel() { s.f.SetWriteDeadline(time.Unix(1, 0)) }
 
 func (s *pipeSink) Close() error { return s.f.Close() }
+
+// errPipeRead marks a failed read of pack-objects' pipe (not the file).
+var errPipeRead = errors.New("read pack-objects' output")
+
+// spliceToFile moves everything from the pipe pr to the end of f with
+// splice(2), calling advance after each move, until pr's end of file.
+// Waits for pack-objects go through Go's poller (pr is an os.Pipe end).
+// handled is false when the kernel cannot splice these files (nothing was
+// moved then).
+func spliceToFile(pr, f *os.File, advance func(int64)) (handled bool, err error) {
+	src, err := pr.SyscallConn()
+	if err != nil {
+		return false, nil
+	}
+	dst, err := f.SyscallConn()
+	if err != nil {
+		return false, nil
+	}
+	first := true
+	for {
+		var moved int64
+		var serr error
+		rerr := src.Read(func(in uintptr) bool {
+			cerr := dst.Control(func(out uintptr) {
+				moved, serr = unix.Splice(int(in), nil, int(out), nil, 1<<20, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MORE)
+			})
+			if cerr != nil {
+				serr = cerr
+			}
+			return !errors.Is(serr, unix.EAGAIN)
+		})
+		if rerr != nil {
+			return true, fmt.Errorf("%w: %w", errPipeRead, rerr)
+		}
+		if serr != nil {
+			if first && (errors.Is(serr, unix.EINVAL) || errors.Is(serr, unix.ENOSYS)) {
+				return false, nil
+			}
+			return true, serr
+		}
+		first = false
+		if moved == 0 {
+			return true, nil
+		}
+		advance(moved)
+	}
+}

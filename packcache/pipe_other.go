@@ -29,3 +29,8 @@ func (*pipeSink) SendFile(*os.File, int64) (int64, error) { return 0, io.ErrClos
 func (*pipeSink) file() *os.File                          { return nil }
 func (*pipeSink) cancel()                                 {}
 func (*pipeSink) Close() error                            { return nil }
+
+// spliceToFile is not available on this system.
+func spliceToFile(_, _ *os.File, _ func(int64)) (bool, error) { return false, nil }
+
+var errPipeRead = io.ErrUnexpectedEOF
