@@ -19,10 +19,38 @@
 // and stdin. The gate ([Server]) looks the secret up: it names the
 // upload-pack run it was made for, so the hook cannot choose the repository
 // or the user; it checks the arguments against the short list upload-pack
-// uses, and asks the [Cache] for the pack. The pack, and the progress lines
-// of a generation, come back over the socket as frames; the hook writes them
-// to its stdout and stderr, which upload-pack forwards to the client as
-// today (stderr as sideband "remote: " lines).
+// uses, and asks the [Cache] for the pack. The progress lines of a
+// generation come back over the socket as frames; the hook writes them to
+// its stderr, which upload-pack forwards to the client as today (as
+// sideband "remote: " lines).
+//
+// # Where the pack's bytes go
+//
+// On Linux the hook attaches its stdout, upload-pack's pipe, to its
+// request (SCM_RIGHTS), and the gate writes the pack into that pipe itself:
+// from the cache file with splice(2), so the bytes go from the page cache
+// into the pipe without a copy in user space, and never through the hook
+// or the socket. The gate makes its copy of the pipe non-blocking, so a
+// full pipe is waited for in Go's poller (never a busy loop: Go's own
+// (*os.File).ReadFrom retries EAGAIN on a blocking pipe), with the write
+// deadline and the request's context able to end the wait. It closes its
+// copy before it sends the exit frame, so upload-pack sees the pack's end
+// once the hook has exited. A generation moves pack-objects' output into
+// the cache file with splice too, and wakes the readers after every move
+// through the entry's "changed" channel (closed and replaced: a condition
+// variable that also works with select); no reader polls. Without the
+// cache, pack-objects writes straight into the passed pipe, as it would
+// without the hook. A hook that cannot pass a pipe (another system, or a
+// stdout that is not a pipe) gets the pack in frames, as before; the gate
+// checks that what it received is the write end of a pipe and closes
+// anything else.
+//
+// Measured on a 128 MiB source-like repository (README): before this, a
+// hit's bytes were copied four times more (gate: file to socket; hook:
+// socket to its stdout), and the hook process spent as much CPU as
+// upload-pack. What remains per clone is upload-pack's own copy (pipe to
+// its sideband pkt-lines) and the HTTP or SSH relay; the hook's start-up
+// (a Go binary, about 10 ms) is the fixed cost of a fetch.
 //
 // # Why the gate runs pack-objects, not the hook
 //
