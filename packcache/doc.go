@@ -45,12 +45,13 @@
 // checks that what it received is the write end of a pipe and closes
 // anything else.
 //
-// Measured on a 128 MiB source-like repository (README): before this, a
-// hit's bytes were copied four times more (gate: file to socket; hook:
-// socket to its stdout), and the hook process spent as much CPU as
-// upload-pack. What remains per clone is upload-pack's own copy (pipe to
-// its sideband pkt-lines) and the HTTP or SSH relay; the hook's start-up
-// (a Go binary, about 10 ms) is the fixed cost of a fetch.
+// Before, every byte of a pack was copied through user space four more
+// times: by the gate from pack-objects' pipe into the file, from the file
+// into the socket, and by the hook from the socket into its stdout (read
+// and write each). What remains per clone is upload-pack's own copy (pipe
+// to its sideband pkt-lines), the HTTP or SSH relay, and the cache file's
+// write into the page cache on a miss; the hook's start-up (a Go binary)
+// is the fixed cost of a fetch. The README has the figures.
 //
 // # Why the gate runs pack-objects, not the hook
 //
