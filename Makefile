@@ -42,19 +42,22 @@ lint:
 ## with 2 secondaries, initial sync of 300 MB vs git clone --mirror). Each benchmark runs BENCHCOUNT times; benchstat
 ## then prints every figure with its spread. Raw results stay in bench/out/.
 BENCHCOUNT ?= 10
-## 1, 8 and 32 concurrent clones of a 125 MiB repository, per server: CONCCOUNT batches each.
+## 1, 8 and 32 concurrent clones of two generated repositories of about 128 MiB (source-like,
+## incompressible), per server: CONCCOUNT batches each; then the SSH costs against OpenSSH.
 CONCCOUNT ?= 3
 bench:
 	bash bench/setup.sh
 	mkdir -p bench/out
 	$(GO) test -run '^$$' -bench '^BenchmarkClone$$' -benchtime 10x -count $(BENCHCOUNT) -timeout 60m ./bench/ | tee bench/out/clone.txt
-	$(GO) test -run '^$$' -bench '^BenchmarkConcurrentClones$$' -benchtime 1x -count $(CONCCOUNT) -timeout 60m ./bench/ | tee bench/out/concurrent.txt
+	$(GO) test -run '^$$' -bench '^BenchmarkConcurrentClones$$' -benchtime 1x -count $(CONCCOUNT) -timeout 90m ./bench/ | tee bench/out/concurrent.txt
+	$(GO) test -run '^$$' -bench '^BenchmarkSSHCosts$$' -benchtime 2x -count $(CONCCOUNT) -timeout 30m ./bench/ | tee bench/out/ssh.txt
 	$(GO) test -run '^$$' -bench . -benchtime 3x -count $(BENCHCOUNT) -timeout 20m ./hooks/ ./geo/ | tee bench/out/hooks-geo.txt
 	$(GO) test -run '^$$' -bench SiteToggle -benchtime 200x -count 1 -timeout 20m ./bench/site/ | tee bench/out/site.txt
 	$(GO) test -run '^$$' -bench Hook -benchtime 50x -count $(BENCHCOUNT) -timeout 20m ./bench/site/ | tee -a bench/out/site.txt
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 3 -timeout 40m ./geoe2e/ | tee bench/out/geo-replication.txt
 	$(GO) tool benchstat bench/out/clone.txt
 	$(GO) tool benchstat bench/out/concurrent.txt
+	$(GO) tool benchstat bench/out/ssh.txt
 	$(GO) tool benchstat bench/out/hooks-geo.txt
 	$(GO) tool benchstat bench/out/site.txt
 
