@@ -366,13 +366,16 @@ func (c *Cache) generate(e *entry, req Request) {
 	}
 	if err != nil {
 		f.Close()
-		os.Remove(e.path)
 		if !errors.Is(err, errCacheWrite) {
 			c.stats.Failures.Add(1)
 			c.log.Warn("pack-objects failed", "repo", req.Repo, "user", req.User, "err", err)
 			err = fmt.Errorf("%w: %w", ErrGenerationFailed, err)
 		}
+		// The readers learn of the failure before the file goes: one that
+		// opened no file yet must not take the missing file for an
+		// unwritable cache and run a pack-objects of its own.
 		c.fail(e, err)
+		os.Remove(e.path)
 		return
 	}
 	// The readers can finish now; the entry becomes a hit once it is on
@@ -621,7 +624,7 @@ func (e *entry) stream(ctx context.Context, w io.Writer) (int64, error) {
 	for {
 		e.mu.Lock()
 		size, done, err, changed, path := e.size, e.done, e.err, e.changed, e.path
-		if f == nil && size > off {
+		if err == nil && f == nil && size > off { // a failed file may be gone
 			var oerr error
 			if f, oerr = os.Open(path); oerr != nil {
 				e.mu.Unlock()

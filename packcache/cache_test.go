@@ -343,7 +343,7 @@ func TestKilledGenerationIsNeverServedComplete(t *testing.T) {
 	// The next request generates afresh (here: is killed again, not served
 	// from the remains).
 	if _, _, code, _ := serve(t, c, req); code == 0 || s.Generations.Load() != 2 || s.Hits.Load() != 0 {
-		t.Fatalf("after the failure: exit %d, generations %d, hits %d", code, s.Generations.Load(), s.Hits.Load())
+		t.Fatalf("after the failure: exit %d, generations %d, hits %d (fallbacks %d, failures %d)", code, s.Generations.Load(), s.Hits.Load(), s.Fallbacks.Load(), s.Failures.Load())
 	}
 }
 

@@ -122,7 +122,7 @@ func (s *pipeSink) SendFile(file *os.File, n int64) (int64, error) {
 		cerr := src.Control(func(in uintptr) {
 			// Wait in the poller while the pipe is full: never a busy loop.
 			werr = dst.Write(func(out uintptr) bool {
-				moved, serr = unix.Splice(int(in), nil, int(out), nil, int(min(n-sent, 1<<20)), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MORE)
+				moved, serr = splice(int(in), int(out), int(min(n-sent, 1<<20)))
 				return !errors.Is(serr, unix.EAGAIN)
 			})
 		})
@@ -174,7 +174,7 @@ func spliceToFile(pr, f *os.File, advance func(int64)) (handled bool, err error)
 		var serr error
 		rerr := src.Read(func(in uintptr) bool {
 			cerr := dst.Control(func(out uintptr) {
-				moved, serr = unix.Splice(int(in), nil, int(out), nil, 1<<20, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MORE)
+				moved, serr = splice(int(in), int(out), 1<<20)
 			})
 			if cerr != nil {
 				serr = cerr
@@ -195,5 +195,16 @@ func spliceToFile(pr, f *os.File, advance func(int64)) (handled bool, err error)
 			return true, nil
 		}
 		advance(moved)
+	}
+}
+
+// splice moves up to n bytes from in to out without blocking on a pipe,
+// again when a signal interrupted it (Go's runtime sends them to preempt).
+func splice(in, out, n int) (int64, error) {
+	for {
+		moved, err := unix.Splice(in, nil, out, nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MORE)
+		if !errors.Is(err, unix.EINTR) {
+			return moved, err
+		}
 	}
 }
