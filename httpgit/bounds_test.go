@@ -249,7 +249,7 @@ func TestBusyFetchPostShowsTheMessage(t *testing.T) {
 // git's probe meeting a full server is answered as allowed and not counted
 // as refused; the push that follows is refused as busy and counted once.
 func TestBusyProbeIsNotARefusal(t *testing.T) {
-	l := gitgate.NewLimiter(gitgate.Limits{Global: 1})
+	l := gitgate.NewLimiter(gitgate.Limits{Global: 1, QueueTimeout: 50 * time.Millisecond})
 	rec := &gittest.Recorder{}
 	g := startGate(t, gateOptions{anonymousPush: true, tracker: gitgate.NewTracker(rec),
 		configure: func(c *httpgit.Config) { c.Limiter = l }})
