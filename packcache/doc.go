@@ -76,7 +76,9 @@
 // one included, streams that file as it grows, so the generation runs at
 // disk speed whatever the speed of the clients, and goes on when the client
 // that started it has gone (bounded by GenerationTimeout). On success the
-// file is fsynced and renamed to <key>.pack and becomes a hit for MaxAge;
+// file is renamed to <key>.pack and becomes a hit for MaxAge (not fsynced:
+// the directory is emptied whenever the cache starts, so no pack has to
+// survive a crash);
 // on failure it is removed, the readers get an error (git's client then
 // reports that the remote failed: it never gets a truncated pack, which it
 // would not accept anyway, as the pack's trailing checksum is missing) and
