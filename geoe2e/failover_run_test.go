@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -234,6 +236,39 @@ func TestGeoPlannedFailover(t *testing.T) {
 
 	// 3. eu's geo.yaml does not list us yet: step 3 times out; then it does,
 	// and the same command resumes and completes.
+	// Over HTTP the failover is for admins with the api scope alone,
+	// with GitLab's answers; an admin's dry run there is the CLI's.
+	mustCLI(t, env, s.P, "user", "add", "reader")
+	readerTok := mustCLI(t, env, s.P, "token", "create", "reader")
+	scopedTok := mustCLI(t, env, s.P, "token", "create", "dev", "--scope", "read_repository,write_repository")
+	for _, c := range []struct{ token, want string }{
+		{"", `401 {"message":"401 Unauthorized"}`},
+		{readerTok, `403 {"message":"403 Forbidden"}`},
+		{scopedTok, `403 {"error":"insufficient_scope"`},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, s.primary.url()+geo.FailoverPath, strings.NewReader("to=eu"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if c.token != "" {
+			req.Header.Set("PRIVATE-TOKEN", c.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		if got := fmt.Sprintf("%d %s", resp.StatusCode, body); !strings.HasPrefix(got, c.want) {
+			t.Fatalf("failover over HTTP with token %q: %s, want %s", c.token, got, c.want)
+		}
+	}
+	out, errs, err = cli(t, env, s.P, "geo", "failover", "--to", "eu", "--dry-run", "--url", s.primary.url(), "--token", s.dev)
+	if err != nil || !strings.Contains(out, "blocks step 3: eu's geo.yaml does not list us") {
+		t.Fatalf("dry run over HTTP: %v\n%s\n%s", err, out, errs)
+	}
+	if st := mustCLI(t, env, s.P, "maintenance", "status"); !strings.Contains(st, "maintenance mode: disabled") {
+		t.Fatalf("refused and dry runs changed the state:\n%s", st)
+	}
+
 	out, errs, err = cli(t, env, s.P, "geo", "failover", "--to", "eu", "--dry-run")
 	t.Logf("geo failover --dry-run:\n%s%s", out, errs)
 	if err != nil || !strings.Contains(out, "blocks step 3: eu's geo.yaml does not list us") {
