@@ -26,13 +26,16 @@ type failoverSites struct {
 	work, P, EU, US string
 	env, gitEnv     []string
 	dev             string
-	primary, eu, us *gate
-	secondaryArgs   func(node, primaryURL string) []string
-	geoYAML         func(dir string, nodes ...string)
-	httpURL, sshURL func(g *gate) string
-	urls            map[string]string
-	clones          int
-	mu              sync.Mutex
+	// reader (no admin) and devScoped (an admin token without the api
+	// scope) are for the endpoint's refusals.
+	reader, devScoped string
+	primary, eu, us   *gate
+	secondaryArgs     func(node, primaryURL string) []string
+	geoYAML           func(dir string, nodes ...string)
+	httpURL, sshURL   func(g *gate) string
+	urls              map[string]string
+	clones            int
+	mu                sync.Mutex
 }
 
 func newFailoverSites(t testing.TB) *failoverSites {
@@ -74,6 +77,9 @@ func newFailoverSites(t testing.TB) *failoverSites {
 	mustCLI(t, env, s.P, "user", "add", "--admin", "dev")
 	mustCLI(t, env, s.P, "access", "grant", "group/*", "--user", "dev", "--level", "write")
 	s.dev = mustCLI(t, env, s.P, "token", "create", "dev")
+	mustCLI(t, env, s.P, "user", "add", "reader")
+	s.reader = mustCLI(t, env, s.P, "token", "create", "reader")
+	s.devScoped = mustCLI(t, env, s.P, "token", "create", "dev", "--scope", "read_repository,write_repository")
 	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dev", "-f", filepath.Join(work, "id_dev")).CombinedOutput(); err != nil {
 		t.Fatalf("ssh-keygen: %v %s", err, out)
 	}
@@ -238,18 +244,11 @@ func TestGeoPlannedFailover(t *testing.T) {
 	// and the same command resumes and completes.
 	// Over HTTP the failover is for admins with the api scope alone,
 	// with GitLab's answers; an admin's dry run there is the CLI's.
-	mustCLI(t, env, s.P, "user", "add", "reader")
-	readerTok := mustCLI(t, env, s.P, "token", "create", "reader")
-	scopedTok := mustCLI(t, env, s.P, "token", "create", "dev", "--scope", "read_repository,write_repository")
-	for _, c := range []struct{ token, want string }{
-		{"", `401 {"message":"401 Unauthorized"}`},
-		{readerTok, `403 {"message":"403 Forbidden"}`},
-		{scopedTok, `403 {"error":"insufficient_scope"`},
-	} {
+	askFailover := func(token string) string {
 		req, _ := http.NewRequest(http.MethodPost, s.primary.url()+geo.FailoverPath, strings.NewReader("to=eu"))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		if c.token != "" {
-			req.Header.Set("PRIVATE-TOKEN", c.token)
+		if token != "" {
+			req.Header.Set("PRIVATE-TOKEN", token)
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -257,7 +256,14 @@ func TestGeoPlannedFailover(t *testing.T) {
 		}
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		resp.Body.Close()
-		if got := fmt.Sprintf("%d %s", resp.StatusCode, body); !strings.HasPrefix(got, c.want) {
+		return fmt.Sprintf("%d %s", resp.StatusCode, body)
+	}
+	for _, c := range []struct{ token, want string }{
+		{"", `401 {"message":"401 Unauthorized"}`},
+		{s.reader, `403 {"message":"403 Forbidden"}`},
+		{s.devScoped, `403 {"error":"insufficient_scope"`},
+	} {
+		if got := askFailover(c.token); !strings.HasPrefix(got, c.want) {
 			t.Fatalf("failover over HTTP with token %q: %s, want %s", c.token, got, c.want)
 		}
 	}
