@@ -11,12 +11,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/gitgate/gitgate/gitgate"
+	"github.com/gitgate/gitgate/internal/unixsock"
 )
 
 // Bounds of the socket server.
@@ -60,17 +60,8 @@ func NewServer(cache *Cache, socket, hookCmd string, log *slog.Logger) *Server {
 // Listen listens on the server's socket, readable by its owner only,
 // replacing a socket left by a gate that died.
 func (s *Server) Listen() (net.Listener, error) {
-	if c, err := net.Dial("unix", s.socket); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("pack-objects socket %s: another gate answers on it", s.socket)
-	}
-	os.Remove(s.socket)
-	ln, err := net.Listen("unix", s.socket)
+	ln, err := unixsock.ListenPrivate(s.socket)
 	if err != nil {
-		return nil, fmt.Errorf("pack-objects socket: %w", err)
-	}
-	if err := os.Chmod(s.socket, 0o600); err != nil {
-		ln.Close()
 		return nil, fmt.Errorf("pack-objects socket: %w", err)
 	}
 	return ln, nil

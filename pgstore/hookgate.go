@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gitgate/gitgate/gitgate"
+	"github.com/gitgate/gitgate/internal/unixsock"
 )
 
 // The hook's way through the gate. A hook that opens its own database
@@ -135,17 +136,8 @@ func (db *DB) NewHookGate(socket string, state func() (gitgate.State, error), he
 // Listen listens on the gate's socket, for its owner only, replacing a
 // socket left by a gate that died.
 func (h *HookGate) Listen() (net.Listener, error) {
-	if c, err := net.Dial("unix", h.socket); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("hook socket %s: another gate answers on it", h.socket)
-	}
-	os.Remove(h.socket)
-	ln, err := net.Listen("unix", h.socket)
+	ln, err := unixsock.ListenPrivate(h.socket)
 	if err != nil {
-		return nil, fmt.Errorf("hook socket: %w", err)
-	}
-	if err := os.Chmod(h.socket, 0o600); err != nil {
-		ln.Close()
 		return nil, fmt.Errorf("hook socket: %w", err)
 	}
 	return ln, nil

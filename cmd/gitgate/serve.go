@@ -24,6 +24,7 @@ import (
 	"github.com/gitgate/gitgate/gitgate"
 	"github.com/gitgate/gitgate/hooks"
 	"github.com/gitgate/gitgate/httpgit"
+	"github.com/gitgate/gitgate/internal/unixsock"
 	"github.com/gitgate/gitgate/lfs"
 	"github.com/gitgate/gitgate/metrics"
 	"github.com/gitgate/gitgate/sshd"
@@ -567,16 +568,12 @@ func readOnly(err error) error {
 // On a read-only data dir it returns an error wrapping errReadOnlyDataDir.
 func (s *serveCmd) socketServer(g *gate) (func(context.Context) error, error) {
 	path := filepath.Join(s.dataDir, SocketName)
-	if err := removeStaleSocket(path); err != nil {
-		return nil, readOnly(err)
+	ln, err := unixsock.ListenPrivate(path)
+	if errors.Is(err, unixsock.ErrInUse) {
+		return nil, fmt.Errorf("another gitgate is serving this data dir (%s answers)", path)
 	}
-	ln, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("admin socket: %w", readOnly(err))
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("admin socket: %w", err)
 	}
 	h := api.New(api.Config{
 		Auth: localAdmin{}, Store: g.fenced, Live: g.live, Tracker: g.tracker, Audit: g.audit,
@@ -584,19 +581,6 @@ func (s *serveCmd) socketServer(g *gate) (func(context.Context) error, error) {
 	})
 	g.geo.failoverHandlers(h.Handle, h.RequireAdmin)
 	return func(ctx context.Context) error { return serveHTTP(ctx, ln, h) }, nil
-}
-
-// removeStaleSocket removes a socket left by a gate that died, and refuses
-// to start next to a gate that is still running.
-func removeStaleSocket(path string) error {
-	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if c, err := net.Dial("unix", path); err == nil {
-		c.Close()
-		return fmt.Errorf("another gitgate is serving this data dir (%s answers)", path)
-	}
-	return os.Remove(path)
 }
 
 // localAdmin authenticates every request on the admin socket as the local
