@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/gitgate/gitgate/gitgate"
@@ -86,14 +85,8 @@ func (s *Server) fetchThrough(w http.ResponseWriter, r *http.Request, req *reque
 	}
 	defer release()
 	end := s.cfg.Tracker.Begin(req.op)
-	h := w.Header()
-	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Content-Length", strconv.FormatInt(size, 10))
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	defer rc.SetWriteDeadline(time.Time{})
-	out := &idleWriter{w: w, rc: rc, idle: s.cfg.IdleTimeout}
+	out, sent := s.beginDownload(w, size)
+	defer sent()
 	n, err := s.cfg.Store.Put(req.op.Repo, oid, size, io.TeeReader(body, out), nil)
 	if err != nil {
 		end(gitgate.OutcomeError, n)

@@ -122,14 +122,8 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request, req *request, 
 	}
 	defer release()
 	end := s.cfg.Tracker.Begin(req.op)
-	h := w.Header()
-	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Content-Length", strconv.FormatInt(size, 10))
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	defer rc.SetWriteDeadline(time.Time{})
-	out := &idleWriter{w: w, rc: rc, idle: s.cfg.IdleTimeout}
+	out, sent := s.beginDownload(w, size)
+	defer sent()
 	n, err := io.Copy(out, f)
 	outcome := gitgate.OutcomeOK
 	if err != nil || n != size {
@@ -251,4 +245,17 @@ type idleWriter struct {
 func (i *idleWriter) Write(p []byte) (int, error) {
 	_ = i.rc.SetWriteDeadline(time.Now().Add(i.idle))
 	return i.w.Write(p)
+}
+
+// beginDownload answers 200 for an object of size bytes, and returns the
+// writer that sends its bytes (each write bounded by the idle timeout) and
+// the function to call once they are sent.
+func (s *Server) beginDownload(w http.ResponseWriter, size int64) (out *idleWriter, sent func()) {
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Length", strconv.FormatInt(size, 10))
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	return &idleWriter{w: w, rc: rc, idle: s.cfg.IdleTimeout}, func() { rc.SetWriteDeadline(time.Time{}) }
 }
