@@ -25,11 +25,11 @@ func TestListenPrivate(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Fatalf("left in the directory: %v", entries)
 	}
-	go func() {
+	go func(ln net.Listener) {
 		if c, err := ln.Accept(); err == nil {
 			c.Close()
 		}
-	}()
+	}(ln)
 	c, err := net.Dial("unix", path)
 	if err != nil {
 		t.Fatalf("dial the renamed socket: %v", err)
