@@ -29,8 +29,8 @@ const (
 	// concurrentRepoName is the generated repository's directory under
 	// bench/out, kept between runs (generation is deterministic).
 	concurrentRepoName = "concurrent-v1.git"
-	// cacheMaxAge is the cache's max age in the benchmark: every batch of
-	// clones starts cold, once the previous batch's pack has expired.
+	// cacheMaxAge is the cache's max age in BenchmarkSSHCosts, which clones
+	// one at a time: each clone starts cold once the previous pack expired.
 	cacheMaxAge = time.Second
 )
 
@@ -67,6 +67,7 @@ func concurrentClones(b *testing.B, makeRepo func(testing.TB, []string) string) 
 	type server struct {
 		name  string
 		url   string
+		repo  string // the repository's directory, whose tip each batch moves
 		roots func() []int
 	}
 	var servers []server
@@ -74,19 +75,20 @@ func concurrentClones(b *testing.B, makeRepo func(testing.TB, []string) string) 
 		name string
 		args []string
 	}{
-		{"gate-cache", []string{"--pack-objects-cache-max-age", cacheMaxAge.String()}},
+		{"gate-cache", nil}, // the default limits and max age
 		{"gate-nocache", append([]string{"--pack-objects-hook=false"}, unlimited...)},
 	} {
 		gdir := filepath.Join(dir, g.name)
-		copyRepo(b, src, filepath.Join(gdir, "data", "repositories", "bench.git"))
+		repo := filepath.Join(gdir, "data", "repositories", "bench.git")
+		copyRepo(b, src, repo)
 		gp := startGate(b, gdir, key.public, g.args...)
-		servers = append(servers, server{g.name, gp.httpURL + "/bench.git", func() []int { return []int{gp.pid} }})
+		servers = append(servers, server{g.name, gp.httpURL + "/bench.git", repo, func() []int { return []int{gp.pid} }})
 	}
 	if _, err := exec.LookPath("nginx"); err == nil || fileExists("/usr/sbin/nginx") {
 		root := filepath.Join(dir, "gate-nocache", "data", "repositories")
 		self := os.Getpid()
 		url := startNginx(b, env, root)
-		servers = append(servers, server{"nginx", url + "/bench.git", func() []int {
+		servers = append(servers, server{"nginx", url + "/bench.git", filepath.Join(root, "bench.git"), func() []int {
 			return childrenNamed(self, "nginx", "fcgiwrap")
 		}})
 	} else {
@@ -101,7 +103,7 @@ func concurrentClones(b *testing.B, makeRepo func(testing.TB, []string) string) 
 					var failed int
 					var load float64
 					for b.Loop() {
-						time.Sleep(cacheMaxAge + cacheMaxAge/2) // the last batch's pack expires
+						newTip(b, env, s.repo) // a cold cache: no earlier batch asked for this commit
 						load += loadAverage()
 						before := treeCPU(b, s.roots())
 						start := time.Now()
@@ -118,6 +120,21 @@ func concurrentClones(b *testing.B, makeRepo func(testing.TB, []string) string) 
 			}
 		}
 	}
+}
+
+// newTip moves the main branch of the repository at dir to a new commit
+// with the same tree, so that the next batch's wants differ from every
+// earlier one: its first clone finds the pack-objects cache cold, while the
+// batch's clones all ask for one commit and the cache keeps its default
+// max age (a short max age would expire the pack while the batch's later
+// clones still arrive, and generate it again: earlier runs measured that).
+// The gate's hooks are not run: this is the server's own change.
+func newTip(b *testing.B, env []string, dir string) {
+	b.Helper()
+	tip := strings.TrimSpace(gittest.MustGit(b, env, dir, "rev-parse", "refs/heads/main"))
+	commit := strings.TrimSpace(gittest.MustGit(b, env, dir, "commit-tree", tip+"^{tree}", "-p", tip,
+		"-m", "bench batch "+strconv.FormatInt(time.Now().UnixNano(), 10)))
+	gittest.MustGit(b, env, dir, "-c", "core.hooksPath=/dev/null", "update-ref", "refs/heads/main", commit, tip)
 }
 
 // loadAverage is the machine's 1-minute load average (0 if unknown).
