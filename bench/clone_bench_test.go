@@ -57,11 +57,11 @@ func BenchmarkClone(b *testing.B) {
 		)
 	})
 	b.Run("ssh", func(b *testing.B) {
-		sshdAddr, login := startSSHD(b, f.key.public)
+		sshdAddr, login, path := startSSHD(b, f.key.public, f.repo)
 		env := f.sshEnv()
 		f.benchClones(b,
 			target{name: "gate-ssh", url: "ssh://git@" + f.gate.sshAddr + "/bench.git", env: env},
-			target{name: "openssh", url: "ssh://" + login + "@" + sshdAddr + f.repo, env: env},
+			target{name: "openssh", url: "ssh://" + login + "@" + sshdAddr + path, env: env},
 		)
 	})
 }
@@ -90,11 +90,15 @@ func newFixture(b *testing.B) *fixture {
 }
 
 // sshEnv is the client environment for cloning over SSH: the same ssh
-// options for every server, with the fixture's key and no known_hosts.
-func (f *fixture) sshEnv() []string {
+// options for every server, with the fixture's key and no known_hosts, plus
+// the given -o options.
+func (f *fixture) sshEnv(options ...string) []string {
 	ssh := "ssh -F /dev/null -i " + f.key.private +
 		" -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null" +
 		" -o BatchMode=yes -o LogLevel=ERROR"
+	for _, o := range options {
+		ssh += " -o " + o
+	}
 	return append(f.env[:len(f.env):len(f.env)], "GIT_SSH_COMMAND="+ssh)
 }
 

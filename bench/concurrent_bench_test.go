@@ -298,7 +298,9 @@ func readProcs() map[int]procStat {
 }
 
 // treeCPU is the CPU time of the processes roots and all their
-// descendants, alive or reaped.
+// descendants: for a daemon in a cgroup of its own (cgroup_test.go), its
+// cgroup's usage; otherwise, from /proc, the live processes' and what they
+// reaped.
 func treeCPU(b *testing.B, roots []int) time.Duration {
 	procs := readProcs()
 	children := map[int][]int{}
@@ -306,8 +308,16 @@ func treeCPU(b *testing.B, roots []int) time.Duration {
 		children[p.ppid] = append(children[p.ppid], pid)
 	}
 	var ticks int64
+	var grouped time.Duration
 	seen := map[int]bool{}
-	queue := append([]int(nil), roots...)
+	var queue []int
+	for _, pid := range roots {
+		if cpu, ok := groupCPU(pid); ok {
+			grouped += cpu // the daemon's cgroup counts all it started
+		} else {
+			queue = append(queue, pid)
+		}
+	}
 	for len(queue) > 0 {
 		pid := queue[0]
 		queue = queue[1:]
@@ -319,7 +329,7 @@ func treeCPU(b *testing.B, roots []int) time.Duration {
 		queue = append(queue, children[pid]...)
 	}
 	const hz = 100 // USER_HZ on Linux
-	return time.Duration(ticks) * time.Second / hz
+	return grouped + time.Duration(ticks)*time.Second/hz
 }
 
 // childrenNamed lists the children of parent whose name is one of names.

@@ -5,6 +5,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/cgi"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -190,12 +192,23 @@ AllowTcpForwarding no
 LogLevel ERROR
 `
 
+// sshdAccount is the account OpenSSH's side signs in as when the
+// benchmarks run as root: made by bench/setup.sh, its login shell is
+// git-shell, as in git-shell(1)'s own set-up of a git account.
+const sshdAccount = "gitgate-bench"
+
 // startSSHD runs OpenSSH's sshd on a loopback port, letting the key in
-// pubKey in as the current user with git-shell as the only command. It
-// returns the address and the user name to sign in with; the repository
-// is then named by its absolute path. It skips the benchmark when sshd,
-// git-shell or the ssh client is not installed.
-func startSSHD(b *testing.B, pubKey string) (addr, login string) {
+// pubKey in with git-shell as the only command, and serves a copy of the
+// repository at repo. It returns the address, the user name to sign in
+// with and the copy's absolute path (a repository over OpenSSH is named by
+// its path). As root, with the account of bench/setup.sh, the user is
+// that account, whose login shell is git-shell, and the copy is its own;
+// otherwise the user is the current one, whose login shell (and whatever
+// its start-up files run: sshd makes bash read ~/.bashrc) is then counted
+// in every OpenSSH connection, which the benchmark says on stderr. It
+// skips the benchmark when sshd, git-shell or the ssh client is not
+// installed.
+func startSSHD(b *testing.B, pubKey, repo string) (addr, login, path string) {
 	sshd, gitShell := program(b, "sshd"), program(b, "git-shell")
 	program(b, "ssh")
 	if os.Geteuid() == 0 {
@@ -204,27 +217,74 @@ func startSSHD(b *testing.B, pubKey string) (addr, login string) {
 			b.Fatal(err)
 		}
 	}
-	me, err := user.Current()
-	if err != nil {
-		b.Fatal(err)
-	}
+	login, path = sshdLogin(b, repo)
 	dir := b.TempDir()
+	// sshd reads the keys as the signing-in user: next to the account's
+	// copy, or here for the current user.
+	keysDir := dir
+	if path != repo {
+		keysDir = filepath.Dir(path)
+	}
 	key, err := os.ReadFile(pubKey)
 	if err != nil {
 		b.Fatal(err)
 	}
-	writeFile(b, filepath.Join(dir, "authorized_keys"),
-		fmt.Sprintf("restrict,command=\"%s -c \\\"$SSH_ORIGINAL_COMMAND\\\"\" %s", gitShell, key), 0o600)
+	// git-shell is the account's login shell (sshd runs the client's
+	// command with it); the current user's key forces it as the command.
+	line := fmt.Sprintf("restrict,command=\"%s -c \\\"$SSH_ORIGINAL_COMMAND\\\"\" %s", gitShell, key)
+	if login == sshdAccount {
+		line = "restrict " + string(key)
+	}
+	writeFile(b, filepath.Join(keysDir, "authorized_keys"), line, 0o644)
 	hostKey := writeKey(b, filepath.Join(dir, "host_ed25519"))
 	confPath := filepath.Join(dir, "sshd_config")
-	writeFile(b, confPath, strings.ReplaceAll(sshdConf, "{{dir}}", dir), 0o644)
+	writeFile(b, confPath, strings.ReplaceAll(sshdConf, "{{dir}}", keysDir), 0o644)
 
 	addr = freeAddr(b)
 	_, port, _ := net.SplitHostPort(addr)
 	d := startDaemon(b, "sshd", filepath.Join(dir, "sshd.log"),
 		exec.Command(sshd, "-D", "-e", "-f", confPath, "-p", port, "-h", hostKey))
 	d.waitUntil(b, "its port", canDial("tcp", addr))
-	return addr, me.Username
+	return addr, login, path
+}
+
+// sshdLogin picks OpenSSH's account (see startSSHD) and the path of the
+// repository it serves: as sshdAccount, a copy of repo that the account
+// owns (git refuses repositories of other owners) in a directory it can
+// reach, removed when the benchmark ends.
+func sshdLogin(b *testing.B, repo string) (login, path string) {
+	me, err := user.Current()
+	if err != nil {
+		b.Fatal(err)
+	}
+	account, err := user.Lookup(sshdAccount)
+	if os.Geteuid() != 0 || err != nil {
+		fmt.Fprintf(os.Stderr, "%s: OpenSSH signs in as %s, whose login shell's start-up is counted (as root, bash bench/setup.sh makes the %s account)\n",
+			b.Name(), me.Username, sshdAccount)
+		return me.Username, repo
+	}
+	uid, _ := strconv.Atoi(account.Uid)
+	gid, _ := strconv.Atoi(account.Gid)
+	top, err := os.MkdirTemp("", "gitgate-bench-sshd-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(top) })
+	if err := os.Chmod(top, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	path = filepath.Join(top, "bench.git")
+	copyRepo(b, repo, path)
+	err = filepath.WalkDir(path, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return sshdAccount, path
 }
 
 // httpBackend is the path of git-http-backend.
@@ -334,15 +394,38 @@ func startDaemon(b *testing.B, name, logPath string, cmd *exec.Cmd) *daemon {
 	defer logFile.Close() // the child has its own descriptor
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	// Its own cgroup, entered before it runs its first instruction, so
+	// that everything it starts is counted (see cgroup_test.go).
+	group := newCPUGroup(name)
+	var groupFD *os.File
+	if group != nil {
+		if groupFD, err = os.Open(group.dir); err == nil {
+			cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(groupFD.Fd())
+		}
+	}
+	err = cmd.Start()
+	if groupFD != nil {
+		groupFD.Close()
+	}
+	if err != nil {
 		b.Fatalf("start %s: %v", name, err)
 	}
 	d := &daemon{name: name, cmd: cmd, log: logPath, exited: make(chan struct{})}
+	if group != nil {
+		if err := group.enter(cmd.Process.Pid); err != nil { // already in: registers it
+			b.Fatalf("%s's cgroup: %v", name, err)
+		}
+	}
 	go func() {
 		cmd.Wait()
 		close(d.exited)
 	}()
-	b.Cleanup(d.stop)
+	b.Cleanup(func() {
+		d.stop()
+		if group != nil {
+			group.remove(cmd.Process.Pid)
+		}
+	})
 	return d
 }
 
