@@ -44,9 +44,14 @@ func (d accessDoc) Read(ctx context.Context) ([]byte, error) {
 // and writes it, in one transaction: concurrent edits from any gate or CLI
 // are serialised.
 func (d accessDoc) Update(ctx context.Context, fn func(old []byte) ([]byte, error)) error {
+	return d.updateOn(ctx, d.db.pool, fn)
+}
+
+// updateOn is Update in a transaction begun on on.
+func (d accessDoc) updateOn(ctx context.Context, on beginner, fn func(old []byte) ([]byte, error)) error {
 	ctx, cancel := timeout(ctx)
 	defer cancel()
-	err := pgx.BeginFunc(ctx, d.db.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, on, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `LOCK TABLE access_document IN SHARE ROW EXCLUSIVE MODE`); err != nil {
 			return err
 		}

@@ -244,6 +244,10 @@ type Elector struct {
 	// Leading, if set, is called with true when this gate takes the lock
 	// and false when it loses it.
 	Leading func(bool)
+	// Gate, if set, names this gate in the lock connection's
+	// application_name ([LeaseApplicationName]), so that the holder can be
+	// told from the database (pg_stat_activity).
+	Gate string
 }
 
 // lockKey is the advisory lock's second key for the job.
@@ -260,6 +264,12 @@ func (e *Elector) lockKey() int32 {
 // this gate's turn: the lock is released and taken part for again after
 // Retry.
 func (e *Elector) Run(ctx context.Context, work func(context.Context)) {
+	e.RunLeased(ctx, func(ctx context.Context, _ *Lease) { work(ctx) })
+}
+
+// RunLeased is Run, giving work the [Lease] of its turn: the database
+// writes work makes through it succeed only while this gate holds the lock.
+func (e *Elector) RunLeased(ctx context.Context, work func(context.Context, *Lease)) {
 	retry := e.Retry
 	if retry <= 0 {
 		retry = time.Second
@@ -279,7 +289,11 @@ func (e *Elector) Run(ctx context.Context, work func(context.Context)) {
 func (e *Elector) tryLock(ctx context.Context) (*pgx.Conn, bool) {
 	cctx, cancel := timeout(ctx)
 	defer cancel()
-	conn, err := pgx.ConnectConfig(cctx, e.DB.connConf.Copy())
+	cfg := e.DB.connConf.Copy()
+	if e.Gate != "" {
+		cfg.RuntimeParams["application_name"] = LeaseApplicationName(e.Job, e.Gate)
+	}
+	conn, err := pgx.ConnectConfig(cctx, cfg)
 	if err != nil {
 		return nil, false
 	}
@@ -292,15 +306,16 @@ func (e *Elector) tryLock(ctx context.Context) (*pgx.Conn, bool) {
 }
 
 // lead runs work while conn, which holds the lock, stays up.
-func (e *Elector) lead(ctx context.Context, conn *pgx.Conn, check time.Duration, work func(context.Context)) {
+func (e *Elector) lead(ctx context.Context, conn *pgx.Conn, check time.Duration, work func(context.Context, *Lease)) {
 	wctx, cancel := context.WithCancel(ctx)
+	lease := &Lease{db: e.DB, conn: conn}
 	done := make(chan struct{})
 	if e.Leading != nil {
 		e.Leading(true)
 	}
 	go func() {
 		defer close(done)
-		work(wctx)
+		work(wctx, lease)
 	}()
 	tick := time.NewTicker(check)
 	defer tick.Stop()
@@ -312,9 +327,7 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-tick.C:
-			pctx, pcancel := timeout(ctx)
-			err := conn.Ping(pctx)
-			pcancel()
+			err := lease.ping(ctx)
 			var pgErr *pgconn.PgError
 			if err != nil && !errors.As(err, &pgErr) {
 				e.DB.log.Error("lost the connection that holds the Geo election's lock; stopping", "job", e.Job, "err", e.DB.scrub(err))
@@ -329,7 +342,5 @@ loop:
 	if e.Leading != nil {
 		e.Leading(false)
 	}
-	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-	conn.Close(cctx)
-	ccancel()
+	lease.close(ctx)
 }

@@ -76,10 +76,20 @@ func scanStateRow(row pgx.Row) (gitgate.State, error) {
 // stored is the version column as it is, even when the row does not
 // validate (0 without a row).
 func (db *DB) update(ctx context.Context, fn func(cur gitgate.State, curErr error, stored uint64) (gitgate.State, bool, error)) (gitgate.State, error) {
+	return db.updateOn(ctx, db.pool, fn)
+}
+
+// beginner starts a transaction: the pool, or one connection (a [Lease]'s).
+type beginner interface {
+	Begin(context.Context) (pgx.Tx, error)
+}
+
+// updateOn is update in a transaction begun on on.
+func (db *DB) updateOn(ctx context.Context, on beginner, fn func(cur gitgate.State, curErr error, stored uint64) (gitgate.State, bool, error)) (gitgate.State, error) {
 	ctx, cancel := timeout(ctx)
 	defer cancel()
 	var next gitgate.State
-	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, on, func(tx pgx.Tx) error {
 		// The row may not exist yet: lock the table's writers instead.
 		if _, err := tx.Exec(ctx, `LOCK TABLE maintenance_state IN SHARE ROW EXCLUSIVE MODE`); err != nil {
 			return err
