@@ -79,6 +79,42 @@ func (a *FileAccess) Import(_ context.Context, data []byte) error {
 	return nil
 }
 
+// DocumentAccess is [AccessData] kept in an access.Document: on a site
+// whose gates share a database, the site's access data there. Its version
+// is the sha256 of the document's bytes, as [FileAccess]'s; no document is
+// the empty snapshot. Who may import is the Document's business (on a
+// secondary site, only the gate elected to replicate can write).
+type DocumentAccess struct {
+	Doc access.Document
+}
+
+// Export reads the document.
+func (a *DocumentAccess) Export(ctx context.Context) ([]byte, string, error) {
+	data, err := a.Doc.Read(ctx)
+	if errors.Is(err, fs.ErrNotExist) {
+		data, err = nil, nil
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("read the access data: %w", err)
+	}
+	return data, AccessVersion(data), nil
+}
+
+// Import checks that data is valid access data and replaces the document
+// with it, bytes as they are (so that its version is the primary's).
+func (a *DocumentAccess) Import(ctx context.Context, data []byte) error {
+	if len(data) > access.MaxFileSize {
+		return fmt.Errorf("access data larger than %d bytes", access.MaxFileSize)
+	}
+	if _, err := access.ParseFile(a.Doc.Name(), data); err != nil {
+		return fmt.Errorf("the primary's access data is invalid: %w", err)
+	}
+	if err := a.Doc.Update(ctx, func([]byte) ([]byte, error) { return data, nil }); err != nil {
+		return fmt.Errorf("write the access data: %w", err)
+	}
+	return nil
+}
+
 // AccessVersion is the version of an access data snapshot: sha256, hex.
 func AccessVersion(data []byte) string {
 	s := sha256.Sum256(data)

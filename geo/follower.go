@@ -69,6 +69,9 @@ type FollowerStatus struct {
 	// Replication is this site's replication of the primary's
 	// repositories and access data; nil when it does not replicate.
 	Replication *ReplicationStatus
+	// Elected is, on a site of several gates sharing a database, the
+	// gate elected to follow the primary (empty otherwise).
+	Elected string
 }
 
 // followerJSON is the JSON form of FollowerStatus.
@@ -84,6 +87,7 @@ type followerJSON struct {
 	LastError    string    `json:"last_error,omitempty"`
 	// Replication is the replication status.
 	Replication *ReplicationStatus `json:"replication,omitempty"`
+	Elected     string             `json:"elected_gate,omitempty"`
 	// Written is set in the status file only.
 	Written time.Time `json:"written,omitzero"`
 }
@@ -96,7 +100,7 @@ func (s FollowerStatus) toJSON() followerJSON {
 	return followerJSON{
 		Role: "secondary", Node: s.Node, Primary: s.Primary, Running: s.Running, Connected: s.Connected,
 		LastContact: s.LastContact, Version: s.Version, StaleSeconds: s.Stale.Seconds(), LastError: s.LastError,
-		Replication: s.Replication,
+		Replication: s.Replication, Elected: s.Elected,
 	}
 }
 
@@ -108,15 +112,19 @@ type Follower struct {
 	secret  []byte
 	primary *url.URL
 	opts    SecondaryOptions
-	store   *gitgate.FileStore
+	mirror  StateMirror
 	live    *gitgate.LiveState
 	log     *slog.Logger
 	client  *http.Client
 	dataDir string
 	now     func() time.Time
 
-	// replica is the site's replication, when it runs (NewReplicator).
-	replica *Replicator
+	// monotonic: the mirror is shared by several gates (a database), and
+	// only the primary's own word (Reset) steps its version back.
+	monotonic bool
+	// site answers Status while this gate's follower does not run (see
+	// NewSiteFollower).
+	site func() (FollowerStatus, bool)
 
 	// OnRoleChange, when set, is called once a planned failover has
 	// switched this site's role (it was promoted and the old primary took
@@ -130,6 +138,8 @@ type Follower struct {
 
 	mu sync.Mutex
 	st followerState
+	// replica is the site's replication, when it runs (NewReplicator).
+	replica *Replicator
 	// statusChanged asks the status file writer to write now (the
 	// connection came or went).
 	statusChanged chan struct{}
@@ -148,6 +158,36 @@ type followerState struct {
 // in store and served from live (live must be over the same store). It
 // validates opts and reads the secret file.
 func NewFollower(opts SecondaryOptions, store *gitgate.FileStore, live *gitgate.LiveState, log *slog.Logger) (*Follower, error) {
+	return newFollower(opts, store, filepath.Dir(store.Path()), live, log)
+}
+
+// StateMirror is where a follower writes the primary's state: Mirror
+// writes st unless the stored version is not older (and force is not
+// set), and reports whether it wrote (gitgate.FileStore, or a database).
+type StateMirror interface {
+	Mirror(ctx context.Context, st gitgate.State, force bool) (bool, error)
+}
+
+// NewSiteFollower returns the follower of one gate of a secondary site
+// whose gates share their state in a database, and elect one of them to
+// follow the primary (Run runs on that gate only). mirror is the elected
+// gate's way to write the shared state; it is never stepped back to an
+// older version unless the primary says its own went back (Reset). The
+// follower's files (its status, the failover term) are in dataDir, the
+// gate's own. While this gate's follower does not run, Status answers
+// site's status when site says ok (the elected gate's, from the
+// database), so that every gate of the site reports the site's follower.
+func NewSiteFollower(opts SecondaryOptions, mirror StateMirror, dataDir string, live *gitgate.LiveState,
+	site func() (FollowerStatus, bool), log *slog.Logger) (*Follower, error) {
+	f, err := newFollower(opts, mirror, dataDir, live, log)
+	if err != nil {
+		return nil, err
+	}
+	f.monotonic, f.site = true, site
+	return f, nil
+}
+
+func newFollower(opts SecondaryOptions, mirror StateMirror, dataDir string, live *gitgate.LiveState, log *slog.Logger) (*Follower, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
@@ -170,9 +210,9 @@ func NewFollower(opts SecondaryOptions, store *gitgate.FileStore, live *gitgate.
 	}
 	f := &Follower{
 		node: opts.NodeName, secret: secret, primary: primary, opts: opts,
-		store: store, live: live, client: newClient(), statusChanged: make(chan struct{}, 1),
+		mirror: mirror, live: live, client: newClient(), statusChanged: make(chan struct{}, 1),
 		log:     log.With("geo_role", "secondary", "node", opts.NodeName, "primary", primary.String()),
-		dataDir: filepath.Dir(store.Path()),
+		dataDir: dataDir,
 		now:     time.Now,
 	}
 	rec, ok, err := ReadRole(f.dataDir)
@@ -264,9 +304,16 @@ func (f *Follower) Run(ctx context.Context) {
 		if err == nil {
 			// Recorded before the stop check: a state this site has
 			// mirrored is in its status, even when the stop came next.
+			version := resp.State.Version
+			if v := f.live.Current().State.Version; f.monotonic && v > version {
+				// The shared state is newer than the primary's: the next
+				// poll says so, and the primary answers Reset at once if
+				// its version went back.
+				version = v
+			}
 			f.update(func(s *followerState) {
 				s.connected, s.lastError = true, ""
-				s.lastContact, s.version = f.now(), resp.State.Version
+				s.lastContact, s.version = f.now(), version
 			})
 		}
 		if ctx.Err() != nil {
@@ -500,8 +547,8 @@ func jsonMessage(body []byte, fallback string) string {
 // apply mirrors the primary's state into this site's store, and makes the
 // LiveState see it before returning.
 func (f *Follower) apply(ctx context.Context, resp StatusResponse, force bool) error {
-	force = force || resp.Reset
-	wrote, err := f.store.Mirror(ctx, resp.State, force)
+	force = force && !f.monotonic || resp.Reset
+	wrote, err := f.mirror.Mirror(ctx, resp.State, force)
 	if err != nil {
 		return fmt.Errorf("mirror the primary's state: %w", err)
 	}
@@ -585,14 +632,19 @@ func (f *Follower) update(change func(*followerState)) {
 func (f *Follower) Status() FollowerStatus {
 	now := f.now()
 	f.mu.Lock()
-	st := f.st
+	st, replica := f.st, f.replica
 	f.mu.Unlock()
+	if !st.running && f.site != nil {
+		if s, ok := f.site(); ok {
+			return s
+		}
+	}
 	s := FollowerStatus{
 		Node: f.node, Primary: f.primary.String(), Running: st.running, Connected: st.connected,
 		LastContact: st.lastContact, Version: st.version, LastError: st.lastError,
 	}
-	if f.replica != nil {
-		rs := f.replica.Status()
+	if replica != nil {
+		rs := replica.Status()
 		s.Replication = &rs
 	}
 	if !s.Connected {
@@ -667,4 +719,11 @@ func ReadFollowerStatus(dataDir string, now time.Time) (s FollowerStatus, ok boo
 		s.LastError = "the server of this site is not running"
 	}
 	return s, true, nil
+}
+
+// setReplica records the site's replication (NewReplicator).
+func (f *Follower) setReplica(r *Replicator) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.replica = r
 }

@@ -210,12 +210,28 @@ func NewReplicator(f *Follower, opts ReplicaOptions) *Replicator {
 			r.accessVer = v
 		}
 	}
-	f.replica = r
+	f.setReplica(r)
 	return r
 }
 
-// Run replicates until ctx ends, and leaves nothing running.
+// Run replicates until ctx ends, and leaves nothing running. It may run
+// again once it has returned (a gate of a database site elected again):
+// each run starts from a clean slate, reconciling every repository, since
+// another gate may have replicated meanwhile.
 func (r *Replicator) Run(ctx context.Context) {
+	r.mu.Lock()
+	r.repos, r.epoch, r.seq, r.reconciled = map[string]*repoState{}, "", 0, time.Time{}
+	r.mu.Unlock()
+	for len(r.work) > 0 {
+		<-r.work
+	}
+	if r.opts.Access != nil {
+		if _, v, err := r.opts.Access.Export(ctx); err == nil {
+			r.mu.Lock()
+			r.accessVer = v
+			r.mu.Unlock()
+		}
+	}
 	// Copies a previous run left half made.
 	os.RemoveAll(filepath.Join(r.opts.Resolver.Root(), stagingDirName))
 	var wg sync.WaitGroup

@@ -88,9 +88,6 @@ type sharedSite struct {
 // pushes in flight in the database: the gate loads them now, refusing to
 // start on a schema it does not know, and a watcher keeps them current.
 func (s *serveCmd) buildShared(ctx context.Context, g *gate) error {
-	if s.geo.role == geoSecondary {
-		return usageError{errors.New("serve: --database-url is not supported on a Geo secondary yet; its state follows the primary through its own data dir")}
-	}
 	db, err := pgstore.Open(ctx, s.database.url, s.log, pgstore.Options{MaxConns: 8})
 	if err != nil {
 		return err

@@ -144,6 +144,7 @@ type geoSite struct {
 	follower *geo.Follower
 	feed     *geo.Feed       // primary: the change log
 	replica  *geo.Replicator // secondary: the replication
+	site     *siteSecondary  // secondary on a database: the election
 	lfsStore *lfs.Store      // primary: the LFS objects it serves to secondaries
 	guard    *geo.Guard      // primary: the failover term and the start-up fence
 	dataDir  string
@@ -192,6 +193,9 @@ func (s *serveCmd) setupGeoRole(g *gate) (*geoSite, error) {
 		g.policy.Role = guard
 		return &geoSite{primary: p, verifier: v, feed: feed, guard: guard, dataDir: s.dataDir}, nil
 	case geoSecondary:
+		if g.shared != nil {
+			return s.setupSiteSecondary(g, o)
+		}
 		f, err := geo.NewFollower(o.secondary, g.store, g.live, s.log)
 		if err != nil {
 			return nil, err
@@ -275,6 +279,8 @@ func (gs *geoSite) run(dataDir string) (run func(context.Context) error, beginSh
 	switch {
 	case gs == nil:
 		return func(ctx context.Context) error { geo.TrimChangeJournal(ctx, dataDir); return nil }, func() {}
+	case gs.site != nil:
+		return gs.site.run, func() {}
 	case gs.follower != nil:
 		return func(ctx context.Context) error {
 			done := make(chan struct{})
@@ -414,9 +420,9 @@ func (c *replicationCollector) Collect(ch chan<- prometheus.Metric) {
 // replicationStatus is the collector's source for this site.
 func (gs *geoSite) replicationStatus() map[string]*geo.ReplicationStatus {
 	out := map[string]*geo.ReplicationStatus{}
-	if gs.replica != nil {
-		st := gs.replica.Status()
-		out[gs.follower.Status().Node] = &st
+	if gs.follower != nil {
+		st := gs.follower.Status() // the site's, on a database
+		out[st.Node] = st.Replication
 		return out
 	}
 	for _, n := range gs.primary.Nodes() {
