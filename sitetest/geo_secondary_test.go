@@ -57,21 +57,20 @@ func httpDo(t *testing.T, method, url, token string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-// A Geo secondary site of two gates on one database and one repository
-// directory follows a (file-based) primary: one gate is elected to follow
-// and replicate, and the other learns the mirrored state and the
-// replicated access data through the database; both enforce the primary's
-// maintenance over HTTP and SSH with the exact texts, take tokens and keys
-// made on the primary, refuse local changes, and hand pushes to the
-// primary, which are replicated back. Killing the elected gate moves the
-// lead to the other one, and mirroring and replication go on; the
-// database never shows two holders of the lead. (Before, "serve
-// --geo-role secondary --database-url" was refused at start.)
-func TestSiteGeoSecondary(t *testing.T) {
-	if _, err := exec.LookPath("ssh"); err != nil {
-		t.Skip("SKIPPING the Geo secondary site test: ssh is not installed")
-	}
-	t.Parallel()
+// geoSecondarySite is a file-based Geo primary with repository proj and
+// user alice (admin, token, SSH key), and a secondary site of gates on one
+// database and one repository directory.
+type geoSecondarySite struct {
+	env     []string
+	token   string
+	primary *gate
+	db      string
+	gates   map[string]*gate
+}
+
+// newGeoSecondarySite starts the primary and the secondary gates named.
+func newGeoSecondarySite(t *testing.T, names []string, extra ...string) *geoSecondarySite {
+	t.Helper()
 	env := gittest.Env(t)
 	work := t.TempDir()
 	secret := strings.Repeat("5ec0da", 11)
@@ -92,22 +91,63 @@ func TestSiteGeoSecondary(t *testing.T) {
 		"-o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR -i "+key)
 	primary := startGateIn(t, P, "P", "", pRepos, "--geo-role", "primary", "--geo-scan-interval", "300ms")
 
-	// The secondary site: one database, one repository directory, two
-	// gates with their own data dirs and each its own copy of the secret.
+	// The secondary site: one database, one repository directory, gates
+	// with their own data dirs and each its own copy of the secret.
 	db := pgtest.Database(t, cluster)
 	mustCLI(t, db, t.TempDir(), "db", "migrate")
 	sRepos := t.TempDir()
-	startSecondary := func(name string) *gate {
+	gates := map[string]*gate{}
+	for _, name := range names {
 		dir := t.TempDir()
 		secretFile := filepath.Join(dir, "eu.key")
 		if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		return startGateIn(t, dir, name, db, sRepos, "--geo-role", "secondary", "--geo-primary-url", primary.http,
-			"--geo-node-name", "eu", "--geo-secret-file", secretFile, "--geo-reconcile-interval", "1s",
-			"--database-heartbeat", "150ms")
+		gates[name] = startGateIn(t, dir, name, db, sRepos, append([]string{"--geo-role", "secondary",
+			"--geo-primary-url", primary.http, "--geo-node-name", "eu", "--geo-secret-file", secretFile,
+			"--geo-reconcile-interval", "1s", "--database-heartbeat", "150ms"}, extra...)...)
 	}
-	gates := map[string]*gate{"S1": startSecondary("S1"), "S2": startSecondary("S2")}
+	return &geoSecondarySite{env: env, token: token, primary: primary, db: db, gates: gates}
+}
+
+func (s *geoSecondarySite) httpURL(g *gate) string {
+	return strings.Replace(g.http, "http://", "http://alice:"+s.token+"@", 1) + "/proj.git"
+}
+
+func (s *geoSecondarySite) sshURL(g *gate) string { return "ssh://git@" + g.ssh + "/proj.git" }
+
+// lsRemote returns the main branch's line of ls-remote url ("" on error).
+func (s *geoSecondarySite) lsRemote(t *testing.T, url string) string {
+	t.Helper()
+	r := gittest.Git(t, s.env, "", "ls-remote", url, "refs/heads/main")
+	return strings.TrimSpace(r.Stdout)
+}
+
+// setMaintenance changes maintenance mode on the primary, as alice.
+func (s *geoSecondarySite) setMaintenance(t *testing.T, on bool) {
+	t.Helper()
+	if code, body := httpDo(t, "PUT", fmt.Sprintf("%s/api/v4/application/settings?maintenance_mode=%v", s.primary.http, on), s.token); code != 200 {
+		t.Fatalf("maintenance %v on the primary: %d %s", on, code, body)
+	}
+}
+
+// A Geo secondary site of two gates on one database and one repository
+// directory follows a (file-based) primary: one gate is elected to follow
+// and replicate, and the other learns the mirrored state and the
+// replicated access data through the database; both enforce the primary's
+// maintenance over HTTP and SSH with the exact texts, take tokens and keys
+// made on the primary, refuse local changes, and hand pushes to the
+// primary, which are replicated back. Killing the elected gate moves the
+// lead to the other one, and mirroring and replication go on; the
+// database never shows two holders of the lead. (Before, "serve
+// --geo-role secondary --database-url" was refused at start.)
+func TestSiteGeoSecondary(t *testing.T) {
+	if _, err := exec.LookPath("ssh"); err != nil {
+		t.Skip("SKIPPING the Geo secondary site test: ssh is not installed")
+	}
+	t.Parallel()
+	gs := newGeoSecondarySite(t, []string{"S1", "S2"})
+	env, token, primary, db, gates := gs.env, gs.token, gs.primary, gs.db, gs.gates
 
 	conn, err := pgx.Connect(t.Context(), db)
 	if err != nil {
@@ -125,11 +165,11 @@ func TestSiteGeoSecondary(t *testing.T) {
 	sampled := make(chan struct{})
 	go func() {
 		defer close(sampled)
-		for range 20000 { // bounded: 2 ms apart, ended by stopSampling
+		for range 10000 { // bounded: 5 ms apart, ended by stopSampling
 			select {
 			case <-stopSampling:
 				return
-			case <-time.After(2 * time.Millisecond):
+			case <-time.After(5 * time.Millisecond):
 			}
 			var n int
 			if err := sampler.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
@@ -162,14 +202,8 @@ func TestSiteGeoSecondary(t *testing.T) {
 	if gates[leader] == nil {
 		t.Fatalf("elected %q", leader)
 	}
-	lsRemote := func(url string) string {
-		r := gittest.Git(t, env, "", "ls-remote", url, "refs/heads/main")
-		return strings.TrimSpace(r.Stdout)
-	}
-	httpURL := func(g *gate) string {
-		return strings.Replace(g.http, "http://", "http://alice:"+token+"@", 1) + "/proj.git"
-	}
-	sshURL := func(g *gate) string { return "ssh://git@" + g.ssh + "/proj.git" }
+	lsRemote := func(url string) string { return gs.lsRemote(t, url) }
+	httpURL, sshURL := gs.httpURL, gs.sshURL
 	// replicated waits until both gates serve the primary's main.
 	replicated := func(what string, gs ...*gate) string {
 		t.Helper()
@@ -220,12 +254,10 @@ func TestSiteGeoSecondary(t *testing.T) {
 	}
 	// toggle changes maintenance on the primary and waits until every
 	// gate given enforces it, then checks the exact texts.
-	toggle := func(on bool, gs ...*gate) {
+	toggle := func(on bool, gates ...*gate) {
 		t.Helper()
-		if code, body := httpDo(t, "PUT", fmt.Sprintf("%s/api/v4/application/settings?maintenance_mode=%v", primary.http, on), token); code != 200 {
-			t.Fatalf("toggle on the primary: %d %s", code, body)
-		}
-		for _, g := range gs {
+		gs.setMaintenance(t, on)
+		for _, g := range gates {
 			want := map[bool]int{true: 403, false: 200}[on]
 			bounded(t, fmt.Sprintf("%s to follow maintenance %v", g.name, on), func() bool {
 				code, _ := infoRefs(t, g, "git-receive-pack", "alice", token)
@@ -290,4 +322,55 @@ func TestSiteGeoSecondary(t *testing.T) {
 	if want := fmt.Sprintf(`"maintenance_mode_version":%d`, version); !strings.Contains(pst, want) {
 		t.Errorf("the secondary site's state version %d is not the primary's: %s", version, pst)
 	}
+}
+
+// The database of a secondary site stops: the gate fails closed as on a
+// primary site (clones go on; pushes are refused with the clear message
+// once its view is older than --database-stale-after), the elected gate
+// loses the lead with its lock's connection, and when the database is back
+// a gate is elected again and the primary's changes are mirrored again.
+// It stops the package's cluster, so it does not run in parallel.
+func TestSiteGeoSecondaryDatabaseDown(t *testing.T) {
+	if _, err := exec.LookPath("ssh"); err != nil {
+		t.Skip("SKIPPING the Geo secondary site test: ssh is not installed")
+	}
+	gs := newGeoSecondarySite(t, []string{"S"}, "--database-stale-after", "1s")
+	g := gs.gates["S"]
+	want := gs.lsRemote(t, gs.httpURL(gs.primary))
+	bounded(t, "the first replication", func() bool { return gs.lsRemote(t, gs.httpURL(g)) == want })
+
+	if err := cluster.Kill(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	up := false
+	defer func() {
+		if !up {
+			_ = cluster.Restart(context.Background())
+		}
+	}()
+	gittest.MustGit(t, gs.env, t.TempDir(), "clone", "-q", gs.httpURL(g), ".")
+	bounded(t, "the secondary gate to refuse pushes on a stale state", func() bool {
+		_, body := infoRefs(t, g, "git-receive-pack", "alice", gs.token)
+		return strings.Contains(body, gitgate.StateUnavailableMessage)
+	})
+	bounded(t, "the gate to lose the lead", func() bool {
+		_, body := httpDo(t, "GET", g.http+"/metrics", "")
+		return strings.Contains(body, "\ngitgate_geo_secondary_elected 0\n")
+	})
+	// Meanwhile the primary enters maintenance.
+	gs.setMaintenance(t, true)
+
+	if err := cluster.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	up = true
+	bounded(t, "the gate to be elected again and mirror the primary's maintenance", func() bool {
+		code, body := infoRefs(t, g, "git-receive-pack", "alice", gs.token)
+		return code == 403 && body == gitgate.MaintenanceMessage+"\n"
+	})
+	gs.setMaintenance(t, false)
+	bounded(t, "the gate to take pushes again", func() bool {
+		code, _ := infoRefs(t, g, "git-receive-pack", "alice", gs.token)
+		return code == 200
+	})
 }
