@@ -693,6 +693,38 @@ func (f *Follower) writeStatusFileLoop(stop <-chan struct{}) {
 	}
 }
 
+// KeepStatusFile writes the status file every interval (0: every few
+// seconds) until ctx ends, whenever this gate's follower does not run (Run
+// writes it then): on a
+// gate of a database site that is not elected, the site's status (see
+// NewSiteFollower), so that "gitgate maintenance status" there tells the
+// site's truth.
+func (f *Follower) KeepStatusFile(ctx context.Context, interval time.Duration) {
+	if interval <= 0 || interval > statusFileInterval {
+		interval = statusFileInterval
+	}
+	path := filepath.Join(f.dataDir, SecondaryStatusFileName)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		f.mu.Lock()
+		running := f.st.running
+		f.mu.Unlock()
+		if !running {
+			v := f.Status().toJSON()
+			v.Written = f.now().UTC()
+			if err := writeStatusFile(path, v); err != nil {
+				f.log.Warn("cannot write the Geo status file", "file", path, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
 // ReadFollowerStatus reads a secondary's status file as of now, for the CLI;
 // ok is false when there is none. When the file is older than a running
 // server leaves it, Running and Connected are false and Stale counts from
@@ -707,6 +739,7 @@ func ReadFollowerStatus(dataDir string, now time.Time) (s FollowerStatus, ok boo
 	s = FollowerStatus{
 		Node: v.Node, Primary: v.Primary, Running: v.Running && fresh, Connected: v.Connected && fresh,
 		LastContact: v.LastContact, Version: v.Version, LastError: v.LastError, Replication: v.Replication,
+		Elected: v.Elected,
 	}
 	if !s.Connected {
 		from := v.LastContact

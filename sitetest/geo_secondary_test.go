@@ -246,6 +246,15 @@ func TestSiteGeoSecondary(t *testing.T) {
 		}
 	}
 
+	// The local CLI of the gate that does not lead tells the site's truth.
+	var status string
+	bounded(t, "maintenance status on "+other+" to show the site's follower", func() bool {
+		status, _, _ = cli(t, db, gates[other].dataDir, "maintenance", "status")
+		return strings.Contains(status, "following:        live")
+	})
+	_, ready := httpDo(t, "GET", gates[other].http+"/-/readiness", "")
+	t.Logf("gitgate maintenance status on %s:\n%s\nreadiness of %s: %s", other, status, other, ready)
+
 	clone := t.TempDir()
 	gittest.MustGit(t, env, clone, "clone", "-q", httpURL(gates[other]), ".")
 	push := func(url string) gittest.Result {

@@ -111,7 +111,9 @@ func (ss *siteSecondary) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { geo.TrimChangeJournal(ctx, ss.dataDir) })
+	ss.readStatus(ctx)
 	wg.Go(func() { ss.readStatusLoop(ctx) })
+	wg.Go(func() { ss.follower.KeepStatusFile(ctx, ss.heartbeat) })
 	e := &pgstore.Elector{DB: ss.db, Job: geoElectionJob, Retry: ss.heartbeat, Gate: ss.gate,
 		Leading: ss.leading.Store}
 	e.RunLeased(ctx, ss.lead)
@@ -181,18 +183,24 @@ func (ss *siteSecondary) readStatusLoop(ctx context.Context) {
 	tick := time.NewTicker(ss.heartbeat)
 	defer tick.Stop()
 	for {
-		row, ok, err := ss.db.SecondaryStatus(ctx)
-		if err == nil {
-			ss.mu.Lock()
-			ss.row, ss.rowOK, ss.readAt = row, ok, time.Now()
-			ss.mu.Unlock()
-		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
+		ss.readStatus(ctx)
 	}
+}
+
+// readStatus reads the site's follower status once.
+func (ss *siteSecondary) readStatus(ctx context.Context) {
+	row, ok, err := ss.db.SecondaryStatus(ctx)
+	if err != nil {
+		return
+	}
+	ss.mu.Lock()
+	ss.row, ss.rowOK, ss.readAt = row, ok, time.Now()
+	ss.mu.Unlock()
 }
 
 // siteStatus is the site's follower as the database tells it, for a gate
