@@ -39,6 +39,17 @@
 // restored backup. A primary that cannot read its own state (corrupt,
 // removed, unreadable in time) answers 503, never "not in maintenance".
 //
+// A secondary site of several gates sharing a database (package pgstore)
+// elects one gate to follow and replicate; each gate has a follower made
+// with [NewSiteFollower], which hands pushes to the primary on every gate
+// but runs (Run, and the [Replicator]) on the elected gate only. Its
+// mirror is shared, so its first answer after a start is not forced in:
+// only the primary's "reset" steps the shared state back. While its own
+// follower does not run, a gate reports the site's follower (the elected
+// gate's status, read from the database), in Status and in its status file
+// ([Follower.KeepStatusFile]). The replicated access data goes into the
+// database through [DocumentAccess].
+//
 // The secondary's [Follower] holds that poll open, resuming from the last
 // version it saw, so no change is missed across disconnections. Each new
 // state is written to the secondary's own state file as it is

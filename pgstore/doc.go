@@ -46,6 +46,15 @@
 //     replicates while the others get the mirrored state through the
 //     database. See geo.go for what is wired into the gate and what is
 //     not yet.
+//   - A Geo secondary site on a database (schema 5, geo_secondary.go): the
+//     elected gate writes the primary's state (same versions, never
+//     stepped back but on the primary's own reset), the replicated access
+//     data and its follower's status (table geo_secondary) through its
+//     [Lease]: over the very connection that holds the advisory lock, so
+//     that a gate that lost the lock can write nothing, even before it
+//     notices. Every gate reads the status row, with its age by the
+//     database's clock, to say whether the site's follower is connected.
+//     Geo secrets stay in each gate's files.
 //   - The password of a database URL never reaches a log or an error: see
 //     [Redact].
 package pgstore

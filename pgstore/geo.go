@@ -37,22 +37,23 @@ import (
 //     does no more work; a live holder checks its connection every Retry
 //     and cancels its work when it fails, so after a database restart two
 //     gates may overlap for about one Retry: the work must stand that
-//     (fetches into a repository do: git's ref locks order them). The other
-//     gates learn the mirrored state through the database like any state
-//     change (the follower mirrors it with [DB.Mirror]).
+//     (fetches into a repository do: git's ref locks order them), and its
+//     database writes go through its [Lease], which fails at once when the
+//     lock is gone (geo_secondary.go). The other gates learn the mirrored
+//     state through the database like any state change.
 //   - Role and failover term: for a database site the role record lives in
 //     geo_role ([DB.LoadGeoRole], [DB.SaveGeoRole]), one row whose epoch
 //     never goes down (a write with a lower epoch is refused), so every
 //     gate of the site, and every restart, sees the same role.
 //
-// Wired into "gitgate serve" so far (cmd/gitgate/serve_db_geo.go): the
-// registry on a primary site (fingerprints registered at start, a
-// mismatch refused; contacts recorded every heartbeat). Not yet: a
-// secondary site on a database (still refused at start: it needs the
-// election around the follower and the replicator, and the replicated
-// access data written to the database instead of the data dir), the role
-// record read and written by package geo's failover instead of
-// geo-role.json, and "geo status" reading the registry.
+// Wired into "gitgate serve" so far: the registry on a primary site
+// (cmd/gitgate/serve_db_geo.go: fingerprints registered at start, a
+// mismatch refused; contacts recorded every heartbeat), and a secondary
+// site of several gates (cmd/gitgate/serve_db_secondary.go, and
+// geo_secondary.go here: the election around the follower and the
+// replicator, whose writes go through the elected gate's [Lease]). Not
+// yet: the role record read and written by package geo's failover instead
+// of geo-role.json, and "geo status" reading the registry.
 
 // ErrGeoSecretMismatch is returned when a gate's secret file for a node
 // is not the one the site registered.
