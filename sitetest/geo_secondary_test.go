@@ -253,7 +253,15 @@ func TestSiteGeoSecondary(t *testing.T) {
 		return strings.Contains(status, "following:        live")
 	})
 	_, ready := httpDo(t, "GET", gates[other].http+"/-/readiness", "")
-	t.Logf("gitgate maintenance status on %s:\n%s\nreadiness of %s: %s", other, status, other, ready)
+	_, metrics := httpDo(t, "GET", gates[other].http+"/metrics", "")
+	var geoMetrics []string
+	for _, l := range strings.Split(metrics, "\n") {
+		if strings.HasPrefix(l, "gitgate_geo_") {
+			geoMetrics = append(geoMetrics, l)
+		}
+	}
+	t.Logf("gitgate maintenance status on %s:\n%s\nreadiness of %s: %s\nmetrics of %s:\n%s", other, status, other, ready,
+		other, strings.Join(geoMetrics, "\n"))
 
 	clone := t.TempDir()
 	gittest.MustGit(t, env, clone, "clone", "-q", httpURL(gates[other]), ".")

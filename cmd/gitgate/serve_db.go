@@ -43,12 +43,12 @@ func databaseFlags() []cli.Flag {
 		},
 		&cli.StringFlag{
 			Name:    "gate-id",
-			Usage:   "with --database-url: this gate's name in the site's list of pushes in flight (default: host name and a random suffix)",
+			Usage:   "with --database-url: this gate's name in the site's list of pushes in flight, and on a Geo secondary site in its election (default: host name and a random suffix)",
 			EnvVars: []string{"GITGATE_GATE_ID"},
 		},
 		&cli.DurationFlag{
 			Name:    "database-heartbeat",
-			Usage:   "with --database-url: how often this gate refreshes its pushes in flight; they expire after three",
+			Usage:   "with --database-url: how often this gate refreshes its pushes in flight (they expire after three) and, on a Geo secondary site, tries the election and records or reads the site's follower status",
 			Value:   2 * time.Second,
 			EnvVars: []string{"GITGATE_DATABASE_HEARTBEAT"},
 			Hidden:  true,
