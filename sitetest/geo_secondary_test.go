@@ -246,6 +246,15 @@ func TestSiteGeoSecondary(t *testing.T) {
 		}
 	}
 
+	// The CLI on the site's database refuses local changes, whatever its
+	// data dir.
+	for _, args := range [][]string{{"maintenance", "enable"}, {"user", "add", "mallory", "--admin"}} {
+		_, errs, code := cli(t, db, t.TempDir(), args...)
+		want := map[string]string{"maintenance": geo.ChangeOnPrimaryMessage, "user": geo.ChangeAccessOnPrimaryMessage}[args[0]]
+		if code == 0 || !strings.Contains(errs, want) {
+			t.Errorf("gitgate %s on the secondary site's database: exit %d %s", strings.Join(args, " "), code, errs)
+		}
+	}
 	// The local CLI of the gate that does not lead tells the site's truth.
 	var status string
 	bounded(t, "maintenance status on "+other+" to show the site's follower", func() bool {

@@ -233,6 +233,9 @@ func updateAccess(c *cli.Context, ev *audit.Event, edit func(f *access.File) err
 		return err
 	}
 	defer s.Close()
+	if err := s.refuseAccessOnSecondarySite(c.Context); err != nil {
+		return err
+	}
 	if err := s.accessStore().Update(edit); err != nil {
 		return err
 	}

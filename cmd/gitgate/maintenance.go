@@ -211,6 +211,9 @@ func changeMaintenance(c *cli.Context, enable bool, message *string) error {
 		return err
 	}
 	defer site.Close()
+	if err := site.refuseOnSecondarySite(c.Context, "maintenance mode is not changed", geo.ChangeOnPrimary); err != nil {
+		return err
+	}
 	store := &gitgate.FencedStore{Store: site.stateStore(c), Txns: site.txns(), Timeout: c.Duration("fence-timeout")}
 	old, err := store.Load(c.Context)
 	if err != nil {
@@ -280,6 +283,9 @@ func resetMaintenance(c *cli.Context) error {
 		return err
 	}
 	defer site.Close()
+	if err := site.refuseOnSecondarySite(c.Context, "maintenance mode is not changed", geo.ChangeOnPrimary); err != nil {
+		return err
+	}
 	store := site.stateStore(c)
 	ev := audit.Event{Action: "maintenance.reset", Actor: cliActor(), Transport: "cli"}
 	old, err := store.Load(c.Context)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -240,4 +241,29 @@ func (ss *siteSecondary) siteStatus() (geo.FollowerStatus, bool) {
 		}
 	}
 	return st, true
+}
+
+// refuseOnSecondarySite refuses a local change through the CLI when the
+// site's database is a Geo secondary site's (a gate of the site has
+// recorded its follower there), whatever data dir the CLI was given: its
+// state and access data are the primary's. A database that cannot say
+// refuses too.
+func (s *site) refuseOnSecondarySite(ctx context.Context, notDone string, message func(primaryURL string) string) error {
+	if s.db == nil {
+		return nil
+	}
+	row, ok, err := s.db.SecondaryStatus(ctx)
+	if err != nil {
+		return fmt.Errorf("the database's Geo role cannot be read, so %s: %w", notDone, err)
+	}
+	if ok {
+		return errors.New(message(row.Primary))
+	}
+	return nil
+}
+
+// refuseAccessOnSecondarySite is refuseOnSecondarySite for users, keys,
+// tokens and rules.
+func (s *site) refuseAccessOnSecondarySite(ctx context.Context) error {
+	return s.refuseOnSecondarySite(ctx, "the access data is not changed", geo.ChangeAccessOnPrimary)
 }
