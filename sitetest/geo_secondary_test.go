@@ -383,6 +383,10 @@ func TestSiteGeoSecondaryDatabaseDown(t *testing.T) {
 		_, body := httpDo(t, "GET", g.http+"/metrics", "")
 		return strings.Contains(body, "\ngitgate_geo_secondary_elected 0\n")
 	})
+	bounded(t, "the gate to stop reporting the site's follower as connected", func() bool {
+		_, body := httpDo(t, "GET", g.http+"/metrics", "")
+		return strings.Contains(body, "\ngitgate_geo_secondary_connected 0\n")
+	})
 	// Meanwhile the primary enters maintenance.
 	gs.setMaintenance(t, true)
 
