@@ -78,9 +78,11 @@ func (c *pktConn) read() (int, []byte, error) {
 }
 
 // readText reads packets up to a flush or delim, as text lines without
-// their LF; it answers which ended them. More than max lines is an error.
-func (c *pktConn) readText(max int) ([]string, int, error) {
+// their LF; it answers which ended them. More than max lines, or more than
+// maxBytes of them in all, is an error.
+func (c *pktConn) readText(max int, maxBytes int64) ([]string, int, error) {
 	var lines []string
+	var total int64
 	for {
 		kind, p, err := c.read()
 		if err != nil {
@@ -89,7 +91,7 @@ func (c *pktConn) readText(max int) ([]string, int, error) {
 		if kind != pktData {
 			return lines, kind, nil
 		}
-		if len(lines) == max {
+		if total += int64(len(p)); len(lines) == max || total > maxBytes {
 			return nil, 0, errTooLong
 		}
 		lines = append(lines, strings.TrimSuffix(string(p), "\n"))
@@ -239,7 +241,7 @@ func (t *transferSession) serve() error {
 		}
 		cmd, arg, _ := strings.Cut(strings.TrimSuffix(string(p), "\n"), " ")
 		if cmd == "quit" {
-			if _, _, err := t.c.readText(maxTransferArgs); err != nil {
+			if _, _, err := t.c.readText(maxTransferArgs, t.s.cfg.MaxBatchBody); err != nil {
 				return err
 			}
 			return t.c.status(200, nil, nil)
@@ -254,8 +256,9 @@ func (t *transferSession) serve() error {
 // an error ends the session.
 func (t *transferSession) command(cmd, arg string) error {
 	// The arguments: up to a flush, or up to a delim for the commands
-	// that send lines or data after it.
-	args, end, err := t.c.readText(maxTransferArgs)
+	// that send lines or data after it; bounded in bytes as a request's
+	// body is over HTTP.
+	args, end, err := t.c.readText(maxTransferArgs, t.s.cfg.MaxBatchBody)
 	if err != nil {
 		return err
 	}
@@ -341,7 +344,7 @@ func (t *transferSession) refuse(r *gitgate.Refusal) error {
 
 // batch answers the batch command: one line per object with its action.
 func (t *transferSession) batch(kv map[string]string) error {
-	lines, end, err := t.c.readText(t.s.cfg.MaxBatchObjects + 1)
+	lines, end, err := t.c.readText(t.s.cfg.MaxBatchObjects+1, t.s.cfg.MaxBatchBody)
 	if errors.Is(err, errTooLong) {
 		return err
 	}
