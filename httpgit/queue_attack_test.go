@@ -1,0 +1,61 @@
+package httpgit_test
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gitgate/gitgate/gitgate"
+	"github.com/gitgate/gitgate/httpgit"
+	"github.com/gitgate/gitgate/internal/gittest"
+)
+
+// waitFor polls cond every 10 ms, at most 1000 times (a bound, not a
+// timing assertion: the condition is expected long before).
+func waitFor(cond func() bool) bool {
+	for range 1000 {
+		if cond() {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return cond()
+}
+
+// A fetch POST that waits in the limiter's queue leaves it as soon as its
+// client hangs up, whether or not its body was read: a waiter holds a
+// place in the user's and the server's bounded queue.
+//
+// KNOWN FINDING (review5), not fixed here: net/http cancels a request's
+// context on a hang-up only once the body has been read, and httpgit waits
+// in the queue before reading it, so the waiter stays for QueueTimeout (5
+// minutes by default). The fix belongs in httpgit (git.go); remove the Skip
+// with it.
+func TestQueuedFetchLeavesWhenClientHangsUp(t *testing.T) {
+	t.Skip("KNOWN FINDING (review5): a fetch queued in the limiter stays queued after its HTTP client hangs up; fix in httpgit, then remove this Skip")
+	l := gitgate.NewLimiter(gitgate.Limits{Global: 1, QueueTimeout: time.Hour})
+	g := startGate(t, gateOptions{configure: func(c *httpgit.Config) { c.Limiter = l }})
+	_, commit := gittest.BareRepoWithCommit(t, g.env, g.root, "repo")
+	openFetch(t, g, l, commit, 1) // takes the only slot
+	for name, body := range map[string]string{
+		"whole body":  pkt("want "+commit+"\n") + "0000" + pkt("done\n"),
+		"body unsent": "",
+	} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(g.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		full := pkt("want "+commit+"\n") + "0000" + pkt("done\n")
+		fmt.Fprintf(conn, "POST /repo.git/git-upload-pack HTTP/1.1\r\nHost: gate\r\n"+
+			"Content-Type: application/x-git-upload-pack-request\r\nContent-Length: %d\r\n\r\n%s", len(full), body)
+		if !waitFor(func() bool { return l.Waiting() == 1 }) {
+			t.Fatalf("%s: the fetch never queued", name)
+		}
+		conn.Close()
+		if !waitFor(func() bool { return l.Waiting() == 0 }) {
+			t.Errorf("%s: the client hung up, its fetch still waits in the queue", name)
+		}
+	}
+}
