@@ -39,17 +39,21 @@ func TestQueuedFetchLeavesWhenClientHangsUp(t *testing.T) {
 	g := startGate(t, gateOptions{configure: func(c *httpgit.Config) { c.Limiter = l }})
 	_, commit := gittest.BareRepoWithCommit(t, g.env, g.root, "repo")
 	openFetch(t, g, l, commit, 1) // takes the only slot
-	for name, body := range map[string]string{
-		"whole body":  pkt("want "+commit+"\n") + "0000" + pkt("done\n"),
-		"body unsent": "",
+	full := pkt("want "+commit+"\n") + "0000" + pkt("done\n")
+	post := func(body string) string {
+		return fmt.Sprintf("POST /repo.git/git-upload-pack HTTP/1.1\r\nHost: gate\r\n"+
+			"Content-Type: application/x-git-upload-pack-request\r\nContent-Length: %d\r\n\r\n%s", len(full), body)
+	}
+	for name, request := range map[string]string{
+		"GET info/refs (passes)":    "GET /repo.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: gate\r\n\r\n",
+		"POST, whole body (fails)":  post(full),
+		"POST, body unsent (fails)": post(""),
 	} {
 		conn, err := net.Dial("tcp", strings.TrimPrefix(g.url, "http://"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		full := pkt("want "+commit+"\n") + "0000" + pkt("done\n")
-		fmt.Fprintf(conn, "POST /repo.git/git-upload-pack HTTP/1.1\r\nHost: gate\r\n"+
-			"Content-Type: application/x-git-upload-pack-request\r\nContent-Length: %d\r\n\r\n%s", len(full), body)
+		conn.Write([]byte(request))
 		if !waitFor(func() bool { return l.Waiting() == 1 }) {
 			t.Fatalf("%s: the fetch never queued", name)
 		}
