@@ -68,7 +68,16 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 
 	// A share of the git processes, held until git is reaped (waiting in
 	// the limiter's bounded queue when none is free).
-	release, err := s.cfg.Limiter.Wait(r.Context(), op)
+	// The client leaving while the request waits ends the wait (see
+	// hangup.go): a waiter holds a place in the bounded queues.
+	waitCtx, hungUp, stopWatch := watchHangUp(r.Context())
+	release, err := s.cfg.Limiter.Wait(waitCtx, op)
+	gone := hungUp()
+	stopWatch()
+	if err != nil && gone {
+		log.Info("client hung up while waiting for a git slot")
+		return
+	}
 	if err != nil {
 		s.refuseBusy(w, r, rt, op, err, log)
 		return
