@@ -153,7 +153,7 @@ func (c *Cache) reset() error {
 		return err
 	}
 	for _, n := range names {
-		if strings.HasSuffix(n.Name(), ".tmp") || strings.HasSuffix(n.Name(), ".pack") {
+		if isCacheFile(n.Name()) {
 			if err := os.Remove(filepath.Join(c.cfg.Dir, n.Name())); err != nil {
 				return err
 			}
@@ -165,6 +165,25 @@ func (c *Cache) reset() error {
 	}
 	probe.Close()
 	return os.Remove(probe.Name())
+}
+
+// isCacheFile reports whether name is one of the cache's own files: a key
+// (64 hex digits) with .pack or .tmp, or a write probe. Only those are
+// removed at start, so a --pack-objects-cache-dir pointed by mistake at a
+// directory of other packs (a repository's objects/pack) loses nothing.
+func isCacheFile(name string) bool {
+	if strings.HasPrefix(name, "probe-") && strings.HasSuffix(name, ".tmp") {
+		return true
+	}
+	key, ok := strings.CutSuffix(name, ".pack")
+	if !ok {
+		key, ok = strings.CutSuffix(name, ".tmp")
+	}
+	if !ok || len(key) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(key)
+	return err == nil && strings.ToLower(key) == key
 }
 
 // Limiter returns the cache's generation limiter.

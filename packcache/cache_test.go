@@ -439,3 +439,35 @@ func TestDisabledCacheGeneratesEveryPack(t *testing.T) {
 		t.Fatalf("generations=%d fallbacks=%d hits=%d", s.Generations.Load(), s.Fallbacks.Load(), s.Hits.Load())
 	}
 }
+
+// Only the cache's own files go at start: a cache dir pointed by mistake at
+// a directory holding other packs (a repository's objects/pack) loses
+// nothing, while what an earlier gate left is never served.
+func TestStartRemovesOnlyTheCachesOwnFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cache")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	key := strings.Repeat("ab", 32)
+	own := []string{key + ".pack", key + ".tmp", "probe-123.tmp"}
+	foreign := []string{"pack-" + strings.Repeat("0", 40) + ".pack", "pack-1.idx", "notes.tmp",
+		strings.ToUpper(key) + ".pack", key[:63] + ".pack"}
+	for _, n := range append(own, foreign...) {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	newTestCache(t, ctx, Config{Dir: dir})
+	for _, n := range own {
+		if _, err := os.Stat(filepath.Join(dir, n)); !os.IsNotExist(err) {
+			t.Errorf("%s: left at start (err %v)", n, err)
+		}
+	}
+	for _, n := range foreign {
+		if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
+			t.Errorf("%s: removed at start: %v", n, err)
+		}
+	}
+}
