@@ -42,7 +42,7 @@ func TestQueuedFetchLeavesWhenClientHangsUp(t *testing.T) {
 			"Content-Type: application/x-git-upload-pack-request\r\nContent-Length: %d\r\n\r\n%s", len(full), body)
 	}
 	for name, request := range map[string]string{
-		"GET info/refs":    "GET /repo.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: gate\r\n\r\n",
+		"GET info/refs":     "GET /repo.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: gate\r\n\r\n",
 		"POST, whole body":  post(full),
 		"POST, body unsent": post(""),
 	} {
