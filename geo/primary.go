@@ -86,6 +86,22 @@ type NodeStatus struct {
 	// Replication is what the secondary last reported of its replication
 	// (nil before its first report).
 	Replication *ReplicationStatus `json:"replication,omitempty"`
+	// Gate, on a site of several gates sharing a database, is the gate
+	// that heard the last contact (see Primary.ShareSite).
+	Gate string `json:"gate,omitempty"`
+}
+
+// SiteContact is the newest contact a gate of a primary site heard from
+// one secondary: a row of the site's shared registry (pgstore's
+// geo_nodes), or what this gate records there (Primary.Contacts).
+type SiteContact struct {
+	Name        string
+	LastContact time.Time
+	// Gate is the gate that heard it.
+	Gate        string
+	VersionSeen uint64
+	// Replication is the secondary's last report (nil: none yet).
+	Replication *ReplicationStatus
 }
 
 // Primary serves the primary site's side of Geo: the status long-poll that
@@ -108,6 +124,11 @@ type Primary struct {
 	// kick is closed to answer held polls at once.
 	handover *handover
 	kick     chan struct{}
+
+	// gate, site and siteGrace: the site's shared registry (ShareSite).
+	gate      string
+	site      map[string]SiteContact
+	siteGrace time.Duration
 }
 
 type nodeRecord struct {
@@ -304,8 +325,58 @@ func (p *Primary) touch(node string) {
 	p.record(node).lastContact = p.now()
 }
 
+// ShareSite makes this primary one gate (gateID) of a site whose gates
+// share a registry of contacts: Nodes then shows, for each secondary, the
+// newest contact any gate heard (SetSiteContacts), not only this gate's;
+// a contact another gate heard within grace counts as connected (grace
+// covers the registry's delay: the other gate's write and this gate's
+// read). Call it before serving.
+func (p *Primary) ShareSite(gateID string, grace time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.gate, p.siteGrace = gateID, max(grace, connectedGrace)
+}
+
+// SetSiteContacts replaces the site's registry as this gate last read it.
+func (p *Primary) SetSiteContacts(contacts []SiteContact) {
+	m := make(map[string]SiteContact, len(contacts))
+	for _, c := range contacts {
+		m[c.Name] = c
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.site = m
+}
+
+// Contacts returns this gate's own contacts, for the site's registry: a
+// poll held open counts as a contact now.
+func (p *Primary) Contacts() []SiteContact {
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []SiteContact
+	for _, name := range p.verifier.Nodes() {
+		n := p.nodes[name]
+		if n == nil || n.lastContact.IsZero() {
+			continue
+		}
+		c := SiteContact{Name: name, LastContact: n.lastContact, Gate: p.gate, VersionSeen: n.seen}
+		if n.openPolls > 0 {
+			c.LastContact = now
+		}
+		if n.report != nil {
+			rep := *n.report
+			c.Replication = &rep
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
 // Nodes returns the status of every secondary the primary knows, sorted by
-// name, including those that never called.
+// name, including those that never called. On a site of several gates
+// (ShareSite) each secondary's contact, version seen and replication
+// report are the newest any gate of the site heard.
 func (p *Primary) Nodes() []NodeStatus {
 	cur := p.live.Current().State.Version
 	now := p.now()
@@ -315,28 +386,40 @@ func (p *Primary) Nodes() []NodeStatus {
 	out := make([]NodeStatus, 0, len(names))
 	for _, name := range names {
 		s := NodeStatus{Name: name, PrimaryVersion: cur}
+		var report *ReplicationStatus
 		if n := p.nodes[name]; n != nil {
 			s.LastContact = n.lastContact
 			s.VersionSeen = n.seen
 			s.Connected = n.openPolls > 0 || (!n.lastContact.IsZero() && now.Sub(n.lastContact) < connectedGrace)
-			if cur > n.seen {
-				s.Lag = cur - n.seen
+			report = n.report
+			if !n.lastContact.IsZero() {
+				s.Gate = p.gate
 			}
-			if n.report != nil {
-				rep := *n.report
-				// Changes the secondary has not even received count too
-				// (a secondary that stopped reporting falls behind here).
-				if t := p.feed.oldestAfter(rep.Epoch, rep.Seq); !t.IsZero() &&
-					(rep.OldestUnsynced.IsZero() || t.Before(rep.OldestUnsynced)) {
-					rep.OldestUnsynced = t
-				}
-				if !rep.OldestUnsynced.IsZero() { // the age as of now
-					rep.LagSeconds = max(now.Sub(rep.OldestUnsynced).Seconds(), 0)
-				}
-				s.Replication = &rep
+		}
+		if c, ok := p.site[name]; ok {
+			if c.LastContact.After(s.LastContact) {
+				s.LastContact, s.VersionSeen, s.Gate = c.LastContact, c.VersionSeen, c.Gate
+				s.Connected = s.Connected || now.Sub(c.LastContact) < p.siteGrace
 			}
-		} else {
-			s.Lag = cur
+			if c.Replication != nil && (report == nil || c.Replication.Reported.After(report.Reported)) {
+				report = c.Replication
+			}
+		}
+		if cur > s.VersionSeen {
+			s.Lag = cur - s.VersionSeen
+		}
+		if report != nil {
+			rep := *report
+			// Changes the secondary has not even received count too
+			// (a secondary that stopped reporting falls behind here).
+			if t := p.feed.oldestAfter(rep.Epoch, rep.Seq); !t.IsZero() &&
+				(rep.OldestUnsynced.IsZero() || t.Before(rep.OldestUnsynced)) {
+				rep.OldestUnsynced = t
+			}
+			if !rep.OldestUnsynced.IsZero() { // the age as of now
+				rep.LagSeconds = max(now.Sub(rep.OldestUnsynced).Seconds(), 0)
+			}
+			s.Replication = &rep
 		}
 		out = append(out, s)
 	}

@@ -235,3 +235,52 @@ func TestNodes(t *testing.T) {
 		t.Errorf("an old status file reads as running: %+v", st)
 	}
 }
+
+// On a site of several gates, a gate's Nodes shows the newest contact any
+// gate heard (the shared registry), saying which gate heard it, with the
+// lag against this gate's state and the newest replication report; a
+// contact older than this gate's own changes nothing. (Before, each gate
+// showed only what it heard itself.)
+func TestNodesMergeTheSiteRegistry(t *testing.T) {
+	p := startPrimaryAPI(t)
+	p.set(t, true)
+	p.set(t, true)
+	p.set(t, true) // version 3
+	p.primary.ShareSite("B", 10*time.Second)
+	// This gate (B) heard eu at version 1; gate A heard asia, and eu
+	// later, at version 2, with a report.
+	get(t, p.url+geo.StatusPath+"?after=1&wait=0s", statusToken(t, secretEU, "eu"))
+	mine := p.node(t, "eu")
+	if mine.Gate != "B" {
+		t.Fatalf("this gate's own contact: %+v", mine)
+	}
+	later := mine.LastContact.Add(time.Second)
+	rep := &geo.ReplicationStatus{Synced: 4, Pending: 1, Reported: later}
+	p.primary.SetSiteContacts([]geo.SiteContact{
+		{Name: "eu", LastContact: later, Gate: "A", VersionSeen: 2, Replication: rep},
+		{Name: "asia", LastContact: time.Now().Add(-time.Hour), Gate: "A", VersionSeen: 1},
+		{Name: "gone", LastContact: later, Gate: "A"}, // not in this gate's geo.yaml: not listed
+	})
+	nodes := p.primary.Nodes()
+	if len(nodes) != 2 {
+		t.Fatalf("nodes %+v", nodes)
+	}
+	asia, eu := nodes[0], nodes[1]
+	if eu.Gate != "A" || !eu.LastContact.Equal(later) || eu.VersionSeen != 2 || eu.Lag != 1 || !eu.Connected ||
+		eu.Replication == nil || eu.Replication.Synced != 4 || eu.Replication.Pending != 1 {
+		t.Errorf("eu with gate A's newer contact: %+v", eu)
+	}
+	if asia.Gate != "A" || asia.VersionSeen != 1 || asia.Lag != 2 || asia.Connected {
+		t.Errorf("asia, heard an hour ago by gate A only: %+v", asia)
+	}
+	// An older contact from the registry does not replace this gate's.
+	p.primary.SetSiteContacts([]geo.SiteContact{{Name: "eu", LastContact: mine.LastContact.Add(-time.Minute), Gate: "A", VersionSeen: 0}})
+	if eu := p.node(t, "eu"); eu.Gate != "B" || eu.VersionSeen != 1 || eu.Replication != nil {
+		t.Errorf("eu after an older registry contact: %+v", eu)
+	}
+	// What this gate records: its own contacts, named by it.
+	cs := p.primary.Contacts()
+	if len(cs) != 1 || cs[0].Name != "eu" || cs[0].Gate != "B" || cs[0].VersionSeen != 1 {
+		t.Errorf("contacts %+v", cs)
+	}
+}
