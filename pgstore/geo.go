@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -87,6 +88,9 @@ type GeoNode struct {
 	VersionSeen uint64 `json:"version_seen"`
 	// Replication is the node's last replication report, as it sent it.
 	Replication json.RawMessage `json:"replication,omitempty"`
+	// Listed is when a gate of the site last listed the node in its
+	// geo.yaml (see PruneGeoNodes).
+	Listed time.Time `json:"listed"`
 }
 
 // RegisterGeoNode adds node name with the fingerprint of the gate's secret,
@@ -97,7 +101,8 @@ func (db *DB) RegisterGeoNode(ctx context.Context, name, fingerprint string, rep
 	defer cancel()
 	var stored string
 	err := db.pool.QueryRow(ctx, `INSERT INTO geo_nodes (name, secret_fingerprint) VALUES ($1, $2)
-		ON CONFLICT (name) DO UPDATE SET secret_fingerprint = CASE WHEN $3 THEN EXCLUDED.secret_fingerprint ELSE geo_nodes.secret_fingerprint END
+		ON CONFLICT (name) DO UPDATE SET secret_fingerprint = CASE WHEN $3 THEN EXCLUDED.secret_fingerprint ELSE geo_nodes.secret_fingerprint END,
+			listed_at = now()
 		RETURNING secret_fingerprint`, name, fingerprint, replace).Scan(&stored)
 	if err != nil {
 		return db.scrub(fmt.Errorf("register Geo node %s: %w", name, err))
@@ -108,16 +113,72 @@ func (db *DB) RegisterGeoNode(ctx context.Context, name, fingerprint string, rep
 	return nil
 }
 
+// ErrGeoNodeListed refuses to remove a registry row that a gate of the
+// site listed in its geo.yaml within the bound.
+var ErrGeoNodeListed = errors.New("a gate of the site still lists this node in its geo.yaml")
+
+// DefaultGeoUnlistedAfter is how long no gate of the site may have listed
+// a node in its geo.yaml before its registry row is removed: many
+// heartbeats, so that a gate that is slow or restarting still counts.
+const DefaultGeoUnlistedAfter = time.Minute
+
 // RemoveGeoNode removes node name from the registry; false when it was not
-// there.
-func (db *DB) RemoveGeoNode(ctx context.Context, name string) (bool, error) {
+// there. Unless force, a row that a gate listed within unlistedFor is
+// kept (ErrGeoNodeListed): that gate still serves the node.
+func (db *DB) RemoveGeoNode(ctx context.Context, name string, unlistedFor time.Duration, force bool) (bool, error) {
 	ctx, cancel := timeout(ctx)
 	defer cancel()
-	tag, err := db.pool.Exec(ctx, `DELETE FROM geo_nodes WHERE name = $1`, name)
+	tag, err := db.pool.Exec(ctx, `DELETE FROM geo_nodes WHERE name = $1 AND ($2 OR listed_at < now() - make_interval(secs => $3))`,
+		name, force, unlistedFor.Seconds())
 	if err != nil {
 		return false, db.scrub(fmt.Errorf("remove Geo node %s: %w", name, err))
 	}
-	return tag.RowsAffected() == 1, nil
+	if tag.RowsAffected() == 1 {
+		return true, nil
+	}
+	var listed time.Time
+	err = db.pool.QueryRow(ctx, `SELECT listed_at FROM geo_nodes WHERE name = $1`, name).Scan(&listed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, db.scrub(fmt.Errorf("remove Geo node %s: %w", name, err))
+	}
+	return false, fmt.Errorf("Geo node %s (listed at %s): %w", name, listed.UTC().Format(time.RFC3339), ErrGeoNodeListed)
+}
+
+// ListGeoNodes records that this gate lists names in its geo.yaml now
+// (every heartbeat), so that no other gate prunes their rows.
+func (db *DB) ListGeoNodes(ctx context.Context, names []string) error {
+	ctx, cancel := timeout(ctx)
+	defer cancel()
+	if _, err := db.pool.Exec(ctx, `UPDATE geo_nodes SET listed_at = now() WHERE name = ANY($1)`, names); err != nil {
+		return db.scrub(fmt.Errorf("list Geo nodes: %w", err))
+	}
+	return nil
+}
+
+// PruneGeoNodes removes the registry rows of the nodes not in keep (this
+// gate's geo.yaml) that no gate of the site has listed within unlistedFor,
+// and returns their names. The database's clock decides, so the gates'
+// clocks need not agree.
+func (db *DB) PruneGeoNodes(ctx context.Context, keep []string, unlistedFor time.Duration) ([]string, error) {
+	ctx, cancel := timeout(ctx)
+	defer cancel()
+	if keep == nil {
+		keep = []string{}
+	}
+	rows, err := db.pool.Query(ctx, `DELETE FROM geo_nodes WHERE NOT (name = ANY($1))
+		AND listed_at < now() - make_interval(secs => $2) RETURNING name`, keep, unlistedFor.Seconds())
+	if err != nil {
+		return nil, db.scrub(fmt.Errorf("prune Geo nodes: %w", err))
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, db.scrub(fmt.Errorf("prune Geo nodes: %w", err))
+	}
+	slices.Sort(names)
+	return names, nil
 }
 
 // RecordGeoContact records that gate heard from node at at, with the state
@@ -154,7 +215,7 @@ func (db *DB) RecordGeoContact(ctx context.Context, node, gate string, at time.T
 func (db *DB) GeoNodes(ctx context.Context) ([]GeoNode, error) {
 	ctx, cancel := timeout(ctx)
 	defer cancel()
-	rows, err := db.pool.Query(ctx, `SELECT name, secret_fingerprint, added_at, last_contact, contact_gate, version_seen, replication
+	rows, err := db.pool.Query(ctx, `SELECT name, secret_fingerprint, added_at, last_contact, contact_gate, version_seen, replication, listed_at
 		FROM geo_nodes ORDER BY name`)
 	if err != nil {
 		return nil, db.scrub(fmt.Errorf("Geo nodes: %w", err))
@@ -164,10 +225,10 @@ func (db *DB) GeoNodes(ctx context.Context) ([]GeoNode, error) {
 		var last *time.Time
 		var version int64
 		var repl []byte
-		if err := r.Scan(&n.Name, &n.Fingerprint, &n.Added, &last, &n.Gate, &version, &repl); err != nil {
+		if err := r.Scan(&n.Name, &n.Fingerprint, &n.Added, &last, &n.Gate, &version, &repl, &n.Listed); err != nil {
 			return n, err
 		}
-		n.Added = n.Added.UTC()
+		n.Added, n.Listed = n.Added.UTC(), n.Listed.UTC()
 		if last != nil {
 			n.LastContact = last.UTC()
 		}

@@ -72,10 +72,10 @@ func TestGeoRegistry(t *testing.T) {
 	if err := db.RegisterGeoNode(ctx, "eu", fp, false); !errors.Is(err, ErrGeoSecretMismatch) {
 		t.Fatalf("the old secret after a rotation: %v", err)
 	}
-	if ok, err := db.RemoveGeoNode(ctx, "us"); !ok || err != nil {
+	if ok, err := db.RemoveGeoNode(ctx, "us", 0, true); !ok || err != nil {
 		t.Fatalf("remove: %v %v", ok, err)
 	}
-	if ok, _ := db.RemoveGeoNode(ctx, "us"); ok {
+	if ok, _ := db.RemoveGeoNode(ctx, "us", 0, true); ok {
 		t.Fatal("removed twice")
 	}
 }
@@ -168,5 +168,59 @@ func TestGeoElection(t *testing.T) {
 	wg.Wait()
 	if n := running.Load(); n != 0 {
 		t.Errorf("%d jobs still running after the end", n)
+	}
+}
+
+// A node gone from a gate's geo.yaml leaves the registry only once no gate
+// of the site has listed it within the bound: during a rolling change of
+// geo.yaml, a gate with the new file never deletes the row of a node
+// another gate still serves; "db geo-nodes --remove" refuses such a row
+// unless forced.
+func TestGeoRegistryPrune(t *testing.T) {
+	db, url := migrated(t)
+	ctx := t.Context()
+	fp := SecretFingerprint([]byte(strings.Repeat("s", 40)))
+	for _, n := range []string{"asia", "eu", "us"} {
+		if err := db.RegisterGeoNode(ctx, n, fp, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	age := func() { // two minutes pass
+		if _, err := conn.Exec(ctx, `UPDATE geo_nodes SET listed_at = listed_at - interval '2 minutes'`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Just registered: nothing is pruned, even by a gate that lists none.
+	if gone, err := db.PruneGeoNodes(ctx, nil, time.Minute); err != nil || len(gone) != 0 {
+		t.Fatalf("prune of fresh rows: %v %v", gone, err)
+	}
+	age()
+	// Gate A still lists eu and us (its heartbeat); gate C's geo.yaml
+	// has only eu.
+	if err := db.ListGeoNodes(ctx, []string{"eu", "us"}); err != nil {
+		t.Fatal(err)
+	}
+	gone, err := db.PruneGeoNodes(ctx, []string{"eu"}, time.Minute)
+	if err != nil || len(gone) != 1 || gone[0] != "asia" {
+		t.Fatalf("pruned %v (%v), want [asia]", gone, err)
+	}
+	if _, err := db.RemoveGeoNode(ctx, "us", time.Minute, false); !errors.Is(err, ErrGeoNodeListed) {
+		t.Fatalf("remove of a node a gate lists: %v, want ErrGeoNodeListed", err)
+	}
+	// Gate A got the new geo.yaml too: us is listed no more.
+	age()
+	if ok, err := db.RemoveGeoNode(ctx, "us", time.Minute, false); !ok || err != nil {
+		t.Fatalf("remove of an unlisted node: %v %v", ok, err)
+	}
+	if ok, err := db.RemoveGeoNode(ctx, "eu", time.Minute, true); !ok || err != nil {
+		t.Fatalf("forced remove: %v %v", ok, err)
+	}
+	if nodes, err := db.GeoNodes(ctx); err != nil || len(nodes) != 0 {
+		t.Fatalf("registry left: %+v %v", nodes, err)
 	}
 }

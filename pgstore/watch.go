@@ -14,6 +14,8 @@ import (
 const (
 	ChannelState  = "gitgate_state"
 	ChannelAccess = "gitgate_access"
+	// ChannelGeoRole announces a change of the site's Geo role (geo_role).
+	ChannelGeoRole = "gitgate_geo_role"
 )
 
 // Watcher keeps a gate's in-memory copies current: it LISTENs on a
@@ -26,6 +28,9 @@ type Watcher struct {
 	DB       *DB
 	OnState  func()
 	OnAccess func()
+	// OnGeoRole, if set, is called when the site's Geo role changed, and
+	// on every (re)connection.
+	OnGeoRole func()
 	// Refresh is how often the state is re-read without a notification
 	// (and the connection checked); it must be well under the stale bound.
 	Refresh time.Duration
@@ -71,6 +76,9 @@ func (w *Watcher) Run(ctx context.Context) {
 		down, backoff = false, 25*time.Millisecond
 		w.OnState()
 		w.OnAccess()
+		if w.OnGeoRole != nil {
+			w.OnGeoRole()
+		}
 		if w.Connected != nil {
 			w.Connected(true)
 		}
@@ -104,7 +112,7 @@ func (w *Watcher) listen(ctx context.Context) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := conn.Exec(cctx, "LISTEN "+ChannelState+"; LISTEN "+ChannelAccess); err != nil {
+	if _, err := conn.Exec(cctx, "LISTEN "+ChannelState+"; LISTEN "+ChannelAccess+"; LISTEN "+ChannelGeoRole); err != nil {
 		conn.Close(context.WithoutCancel(cctx))
 		return nil, err
 	}
@@ -122,6 +130,10 @@ func (w *Watcher) wait(ctx context.Context, conn *pgx.Conn, refresh time.Duratio
 			switch {
 			case n.Channel == ChannelAccess:
 				w.OnAccess()
+			case n.Channel == ChannelGeoRole:
+				if w.OnGeoRole != nil {
+					w.OnGeoRole()
+				}
 			default:
 				w.OnState()
 			}

@@ -62,12 +62,29 @@ func printPrimaryStatus(w io.Writer, ps geo.PrimaryStatus, now time.Time) error 
 		fmt.Fprintf(w, " (the gate is not running; as of %s)", ps.Written.Format(time.RFC3339))
 	}
 	fmt.Fprintln(w)
+	// A gate of a site sharing a database says which gate heard each
+	// secondary last (any gate's contact counts).
+	shared := false
+	for _, n := range ps.Nodes {
+		shared = shared || n.Gate != ""
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tCONNECTED\tLAST CONTACT\tVERSION SEEN\tLAG\tSYNCED\tPENDING\tFAILED\tOLDEST UNSYNCED")
+	if shared {
+		fmt.Fprintln(tw, "NODE\tCONNECTED\tLAST CONTACT\tGATE\tVERSION SEEN\tLAG\tSYNCED\tPENDING\tFAILED\tOLDEST UNSYNCED")
+	} else {
+		fmt.Fprintln(tw, "NODE\tCONNECTED\tLAST CONTACT\tVERSION SEEN\tLAG\tSYNCED\tPENDING\tFAILED\tOLDEST UNSYNCED")
+	}
 	for _, n := range ps.Nodes {
 		contact := "never"
 		if !n.LastContact.IsZero() {
 			contact = fmt.Sprintf("%s (%s ago)", n.LastContact.Format(time.RFC3339), now.Sub(n.LastContact).Round(time.Second))
+		}
+		if shared {
+			gate := n.Gate
+			if gate == "" {
+				gate = "-"
+			}
+			contact += "\t" + gate
 		}
 		synced, pending, failed, oldest := "-", "-", "-", "-"
 		if r := n.Replication; r != nil {

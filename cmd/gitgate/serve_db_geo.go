@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/gitgate/gitgate/geo"
@@ -16,10 +17,14 @@ import (
 // gate registers the fingerprint of every secret its geo.yaml names, and
 // refuses to start when one differs from the fingerprint another gate of
 // the site registered (the secondary's tokens would be accepted by some
-// gates and refused by others); then it records every secondary's last
-// contact with this gate, its version and replication report, every
-// heartbeat, so the registry holds the newest contact any gate heard.
-// Secrets stay in the gates' files; the database holds no secret.
+// gates and refused by others). Then, every heartbeat, it records every
+// secondary's last contact with this gate, its version and replication
+// report; reads the registry back, so that its status (geo status, the
+// nodes API, metrics, a failover's checks) shows the newest contact any
+// gate heard; marks the nodes of its geo.yaml as listed; and removes the
+// rows of nodes that no gate has listed for --geo-unlisted-after (see
+// pgstore.PruneGeoNodes). Secrets stay in the gates' files; the database
+// holds no secret.
 func (s *serveCmd) shareGeo(ctx context.Context, g *gate) error {
 	if g.shared == nil || g.geo == nil || g.geo.primary == nil {
 		return nil
@@ -33,6 +38,7 @@ func (s *serveCmd) shareGeo(ctx context.Context, g *gate) error {
 		return err
 	}
 	db := g.shared.db
+	listed := make([]string, 0, len(secrets))
 	for name, secret := range secrets {
 		err := db.RegisterGeoNode(ctx, name, pgstore.SecretFingerprint(secret), false)
 		if errors.Is(err, pgstore.ErrGeoSecretMismatch) {
@@ -41,36 +47,102 @@ func (s *serveCmd) shareGeo(ctx context.Context, g *gate) error {
 		if err != nil {
 			return fmt.Errorf("geo: %w", err)
 		}
+		listed = append(listed, name)
 	}
+	slices.Sort(listed)
 	s.log.Info("geo registry in the database", "secondaries", len(secrets))
 	every := s.database.heartbeat
+	p := g.geo.primary
+	// A contact another gate heard counts as connected for the grace of
+	// the gate that heard it plus the registry's delay (its write and
+	// this gate's read, a heartbeat each).
+	p.ShareSite(s.database.gateID, 5*time.Second+2*every+time.Second)
+	reg := &geoRegistry{db: db, primary: p, gate: s.database.gateID, listed: listed,
+		unlistedAfter: s.geo.unlistedAfter, recorded: map[string]time.Time{}, warn: s.log.Warn, info: s.log.Info}
+	reg.refresh(ctx) // the site's view before the first request
 	g.background = append(g.background, func(ctx context.Context) error {
 		tick := time.NewTicker(every)
 		defer tick.Stop()
-		recorded := map[string]time.Time{}
 		for {
-			for _, n := range g.geo.primary.Nodes() {
-				if n.LastContact.IsZero() || !n.LastContact.After(recorded[n.Name]) {
-					continue
-				}
-				var repl json.RawMessage
-				if n.Replication != nil {
-					repl, _ = json.Marshal(n.Replication)
-				}
-				if err := db.RecordGeoContact(ctx, n.Name, s.database.gateID, n.LastContact, n.VersionSeen, repl); err != nil {
-					if ctx.Err() == nil {
-						s.log.Warn("cannot record a Geo secondary's contact in the database", "node", n.Name, "err", err)
-					}
-					continue
-				}
-				recorded[n.Name] = n.LastContact
-			}
 			select {
 			case <-ctx.Done():
 				return nil
 			case <-tick.C:
 			}
+			reg.refresh(ctx)
 		}
 	})
 	return nil
+}
+
+// geoRegistry is one primary gate's part in the site's registry.
+type geoRegistry struct {
+	db            *pgstore.DB
+	primary       *geo.Primary
+	gate          string
+	listed        []string // this gate's geo.yaml
+	unlistedAfter time.Duration
+	recorded      map[string]time.Time // the last contact written, per node
+	warn, info    func(string, ...any)
+}
+
+// refresh runs one heartbeat: record this gate's contacts, mark its nodes
+// listed, prune, and read the site's registry back. A failure is logged
+// and retried at the next heartbeat; the gate's own contacts still show.
+func (r *geoRegistry) refresh(ctx context.Context) {
+	for _, c := range r.primary.Contacts() {
+		if !c.LastContact.After(r.recorded[c.Name]) {
+			continue
+		}
+		var repl json.RawMessage
+		if c.Replication != nil {
+			repl, _ = json.Marshal(c.Replication)
+		}
+		if err := r.db.RecordGeoContact(ctx, c.Name, r.gate, c.LastContact, c.VersionSeen, repl); err != nil {
+			if ctx.Err() == nil {
+				r.warn("cannot record a Geo secondary's contact in the database", "node", c.Name, "err", err)
+			}
+			continue
+		}
+		r.recorded[c.Name] = c.LastContact
+	}
+	if err := r.db.ListGeoNodes(ctx, r.listed); err != nil && ctx.Err() == nil {
+		r.warn("cannot mark this gate's Geo secondaries as listed in the database", "err", err)
+	}
+	if gone, err := r.db.PruneGeoNodes(ctx, r.listed, r.unlistedAfter); err != nil {
+		if ctx.Err() == nil {
+			r.warn("cannot prune the Geo registry", "err", err)
+		}
+	} else if len(gone) > 0 {
+		r.info("geo: removed from the registry the secondaries no gate of the site lists in its geo.yaml any more",
+			"nodes", gone, "unlisted_for", r.unlistedAfter)
+	}
+	nodes, err := r.db.GeoNodes(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.warn("cannot read the Geo registry", "err", err)
+		}
+		return
+	}
+	r.primary.SetSiteContacts(siteContacts(nodes))
+}
+
+// siteContacts converts the registry's rows; a replication report that
+// does not decode is left out (the contact still counts).
+func siteContacts(nodes []pgstore.GeoNode) []geo.SiteContact {
+	out := make([]geo.SiteContact, 0, len(nodes))
+	for _, n := range nodes {
+		if n.LastContact.IsZero() {
+			continue
+		}
+		c := geo.SiteContact{Name: n.Name, LastContact: n.LastContact, Gate: n.Gate, VersionSeen: n.VersionSeen}
+		if len(n.Replication) > 0 {
+			var rep geo.ReplicationStatus
+			if json.Unmarshal(n.Replication, &rep) == nil {
+				c.Replication = &rep
+			}
+		}
+		out = append(out, c)
+	}
+	return out
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/gitgate/gitgate/hooks"
 	"github.com/gitgate/gitgate/httpgit"
 	"github.com/gitgate/gitgate/lfs"
+	"github.com/gitgate/gitgate/pgstore"
 )
 
 // Geo roles.
@@ -80,6 +81,13 @@ func geoFlags() []cli.Flag {
 			Value:   10 * time.Second,
 			EnvVars: []string{"GITGATE_GEO_SCAN_INTERVAL"},
 		},
+		&cli.DurationFlag{
+			Name:    "geo-unlisted-after",
+			Usage:   "primary with --database-url: a secondary's registry row is removed once no gate of the site has listed it in its geo.yaml for this long",
+			Value:   pgstore.DefaultGeoUnlistedAfter,
+			EnvVars: []string{"GITGATE_GEO_UNLISTED_AFTER"},
+			Hidden:  true,
+		},
 	}
 }
 
@@ -90,6 +98,7 @@ type geoOptions struct {
 	secondary      geo.SecondaryOptions
 	replica        geo.ReplicaOptions
 	scanInterval   time.Duration
+	unlistedAfter  time.Duration // the registry's prune bound (serve_db_geo.go)
 }
 
 func geoOptionsFrom(c *cli.Context) (geoOptions, error) {
@@ -106,8 +115,9 @@ func geoOptionsFrom(c *cli.Context) (geoOptions, error) {
 	}
 	o.scanInterval = c.Duration("geo-scan-interval")
 	o.confirmPrimary = c.Bool("geo-confirm-primary")
+	o.unlistedAfter = c.Duration("geo-unlisted-after")
 	if o.replica.Parallel < 1 || o.replica.ReconcileInterval <= 0 || o.replica.DeleteDelay <= 0 ||
-		o.replica.TrashRetention <= 0 || o.scanInterval <= 0 {
+		o.replica.TrashRetention <= 0 || o.scanInterval <= 0 || o.unlistedAfter <= 0 {
 		return o, usageError{fmt.Errorf("--geo-parallel and the --geo-* durations must be positive")}
 	}
 	switch o.role {
