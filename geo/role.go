@@ -1,6 +1,7 @@
 package geo
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -133,6 +134,50 @@ func WriteRole(dataDir string, rec RoleRecord) error {
 	return nil
 }
 
+// ErrRoleBehind is returned by a RoleStore's SaveRole for a record whose
+// epoch is lower than the stored one.
+var ErrRoleBehind = errors.New("the stored Geo role has a higher failover epoch")
+
+// RoleStore keeps a site's role record. A site on files keeps it in its
+// data dir (FileRoleStore); the gates of a site sharing a database keep
+// one record in it (package pgstore's RoleStore), so that every gate, and
+// every restart, sees the same role. The Guard and the failover read and
+// write the role only through it, and do not know which is in use.
+type RoleStore interface {
+	// LoadRole reads the record; ok is false when there is none yet.
+	LoadRole(ctx context.Context) (rec RoleRecord, ok bool, err error)
+	// SaveRole writes rec durably before returning. A store shared by
+	// several gates refuses a record whose epoch is lower than the stored
+	// one (an error wrapping ErrRoleBehind), so a demotion or a promotion
+	// is never undone by a gate that saw less.
+	SaveRole(ctx context.Context, rec RoleRecord) error
+}
+
+// FileRoleStore is the RoleStore of a site on files: RoleFileName in its
+// data dir (ReadRole, WriteRole). One gate writes it.
+type FileRoleStore struct{ DataDir string }
+
+// LoadRole reads the data dir's role file.
+func (f FileRoleStore) LoadRole(context.Context) (RoleRecord, bool, error) { return ReadRole(f.DataDir) }
+
+// SaveRole writes the data dir's role file.
+func (f FileRoleStore) SaveRole(_ context.Context, rec RoleRecord) error {
+	return WriteRole(f.DataDir, rec)
+}
+
+// ValidateRecord checks a role record read from a store.
+func ValidateRecord(rec RoleRecord) error {
+	if rec.Role != RolePrimary && rec.Role != RoleSecondary {
+		return fmt.Errorf("role %q is neither %s nor %s", rec.Role, RolePrimary, RoleSecondary)
+	}
+	if rec.Node != "" {
+		if err := ValidateNodeName(rec.Node); err != nil {
+			return err
+		}
+	}
+	return rec.Term.Validate()
+}
+
 // Refusal texts of a site that may not act as primary.
 const (
 	// DemotedMessage is shown for a push to a site that was primary and
@@ -158,6 +203,7 @@ func Demoted(t Term) string {
 // concurrent use.
 type Guard struct {
 	dataDir string
+	store   RoleStore
 	log     *slog.Logger
 
 	mu       sync.Mutex
@@ -173,10 +219,17 @@ type Guard struct {
 // start (no role file yet: the original term, epoch 0, is written). A role file that says this site is a
 // secondary gives a guard that refuses every push.
 func NewGuard(dataDir, self string, secondaries []string, confirmed bool, log *slog.Logger) (*Guard, error) {
+	return NewGuardOn(context.Background(), FileRoleStore{DataDir: dataDir}, dataDir, self, secondaries, confirmed, log)
+}
+
+// NewGuardOn is NewGuard with the role kept in store (the data dir's file,
+// or the site's database); dataDir gets the secondary marker when the
+// site is demoted.
+func NewGuardOn(ctx context.Context, store RoleStore, dataDir, self string, secondaries []string, confirmed bool, log *slog.Logger) (*Guard, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	rec, ok, err := ReadRole(dataDir)
+	rec, ok, err := store.LoadRole(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -186,14 +239,20 @@ func NewGuard(dataDir, self string, secondaries []string, confirmed bool, log *s
 		// promoted over this one yet (promotion writes terms), so there is
 		// nothing to confirm.
 		rec = RoleRecord{Term: Term{Epoch: 0, Primary: self}, Role: RolePrimary, Node: self, Reason: "first start as primary"}
-		if err := WriteRole(dataDir, rec); err != nil {
+		if err := store.SaveRole(ctx, rec); errors.Is(err, ErrRoleBehind) {
+			// Another gate of the site wrote a role meanwhile: take it.
+			if rec, ok, err = store.LoadRole(ctx); err != nil || !ok {
+				return nil, fmt.Errorf("geo role: reread after a concurrent write: %w", err)
+			}
+			break
+		} else if err != nil {
 			return nil, err
 		}
 		confirmed = true
 	case self != "" && rec.Node != "" && rec.Node != self:
-		return nil, fmt.Errorf("geo role: %s names this site %q, not %q", filepath.Join(dataDir, RoleFileName), rec.Node, self)
+		return nil, fmt.Errorf("geo role: the site's role record names this site %q, not %q", rec.Node, self)
 	}
-	g := &Guard{dataDir: dataDir, log: log.With("geo_role", "primary"), rec: rec, pending: map[string]bool{}}
+	g := &Guard{dataDir: dataDir, store: store, log: log.With("geo_role", "primary"), rec: rec, pending: map[string]bool{}}
 	if rec.Role == RolePrimary && !confirmed {
 		for _, s := range secondaries {
 			if s != rec.Primary {
@@ -202,6 +261,73 @@ func NewGuard(dataDir, self string, secondaries []string, confirmed bool, log *s
 		}
 	}
 	return g, nil
+}
+
+// Reload re-reads the role from the store (another gate of the site may
+// have written it: a demotion, a failover's step) and takes it when its
+// epoch is not lower than the one held. It reports whether the role
+// changed. A store that cannot be read changes nothing (logged): the last
+// role known stays in force, and a demotion held in memory is never
+// undone.
+func (g *Guard) Reload(ctx context.Context) (changed bool) {
+	rec, ok, err := g.store.LoadRole(ctx)
+	if err != nil {
+		g.log.Error("Geo: cannot re-read the site's role; keeping the last known", "err", err)
+		return false
+	}
+	if !ok {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.adopt(rec)
+}
+
+// adopt takes rec as the site's role when its epoch is not lower than the
+// one held and it differs; g.mu is held.
+func (g *Guard) adopt(rec RoleRecord) bool {
+	if rec.Epoch < g.rec.Epoch || rolesEqual(rec, g.rec) {
+		return false
+	}
+	before := g.rec
+	g.rec = rec
+	if rec.Epoch > before.Epoch {
+		g.conflict = nil
+	}
+	if rec.Role != RolePrimary || rec.Primary != rec.Node {
+		clear(g.pending)
+		if err := WriteSecondaryMarker(g.dataDir, "", rec.Node); err != nil {
+			g.log.Error("Geo: demoted, but the secondary marker could not be written", "err", err)
+		}
+	}
+	g.log.Warn("Geo: the site's role changed (written by another gate of the site)", "old_term", before.Term.String(),
+		"new_term", rec.Term.String(), "role", rec.Role, "reason", rec.Reason)
+	return true
+}
+
+// rolesEqual compares two records but for when they were written.
+func rolesEqual(a, b RoleRecord) bool {
+	a.Updated, b.Updated = time.Time{}, time.Time{}
+	fa, fb := a.Follow, b.Follow
+	a.Follow, b.Follow = nil, nil
+	if a != b {
+		return false
+	}
+	return (fa == nil) == (fb == nil) && (fa == nil || *fa == *fb)
+}
+
+// Save writes rec as the site's role (a failover's step) and holds it.
+func (g *Guard) Save(ctx context.Context, rec RoleRecord) error {
+	if rec.Updated.IsZero() {
+		rec.Updated = time.Now().UTC()
+	}
+	if err := g.store.SaveRole(ctx, rec); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.adopt(rec)
+	return nil
 }
 
 // Record returns the role as the guard holds it.
@@ -245,7 +371,12 @@ func (g *Guard) Observe(node string, t Term) {
 		g.rec.Term, g.rec.Role = t, RoleSecondary
 		g.rec.Updated, g.rec.Reason = time.Now().UTC(), "demoted: node "+node+" presented "+t.String()
 		// Demoted in memory whatever the write does: fail closed.
-		if err := WriteRole(g.dataDir, g.rec); err != nil {
+		if err := g.store.SaveRole(context.Background(), g.rec); errors.Is(err, ErrRoleBehind) {
+			// Another gate of the site stored a later term: take it.
+			if rec, ok, err := g.store.LoadRole(context.Background()); err == nil && ok && rec.Epoch > g.rec.Epoch {
+				g.rec = rec
+			}
+		} else if err != nil {
 			g.log.Error("Geo: demoted, but the role could not be persisted", "err", err)
 		}
 		if err := WriteSecondaryMarker(g.dataDir, "", g.rec.Node); err != nil {
@@ -308,5 +439,5 @@ func (g *Guard) ClearReopen() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.rec.Reopen, g.rec.Updated = false, time.Now().UTC()
-	return WriteRole(g.dataDir, g.rec)
+	return g.store.SaveRole(context.Background(), g.rec)
 }

@@ -131,3 +131,58 @@ func TestSiteGeoPrimaryStatusAndPrune(t *testing.T) {
 		t.Errorf("gate C did not log the prune:\n%s", c.stderr.String())
 	}
 }
+
+// The gates of a Geo primary site on a database share its role and
+// failover term (geo_role): a newer term a secondary presents to gate A
+// demotes gate B as well, at once (NOTIFY, then a re-read), and B refuses
+// pushes with the demotion's words; a gate started afterwards with a
+// fresh data dir reads the demotion from the database. A planned failover
+// of a database site is refused with a clear message (its gates cannot
+// restart as secondaries on the database yet). (Before, each gate kept
+// its role in its own data dir: B went on accepting pushes.)
+func TestSiteGeoRoleShared(t *testing.T) {
+	t.Parallel()
+	db := pgtest.Database(t, cluster)
+	admin := t.TempDir()
+	mustCLI(t, db, admin, "db", "migrate")
+	repos := t.TempDir()
+	gittest.BareRepoWithCommit(t, gittest.Env(t), repos, "proj")
+	mustCLI(t, db, admin, "user", "add", "alice", "--admin")
+	mustCLI(t, db, admin, "access", "grant", "proj", "--user", "alice", "--level", "write")
+	token := strings.TrimSpace(mustCLI(t, db, admin, "token", "create", "alice"))
+	secrets := map[string]string{"eu": strings.Repeat("e0e0e0", 11)}
+	flags := []string{"--geo-role", "primary", "--geo-node-name", "us", "--geo-confirm-primary"}
+	a := startGateIn(t, geoPrimaryDirFor(t, secrets, "eu"), "A", db, repos, flags...)
+	b := startGateIn(t, geoPrimaryDirFor(t, secrets, "eu"), "B", db, repos, flags...)
+	if code, body := infoRefs(t, b, "git-receive-pack", "alice", token); code != 200 {
+		t.Fatalf("push to gate B before the demotion: %d %s", code, body)
+	}
+	if _, errs, code := cli(t, db, b.dataDir, "geo", "failover", "--to", "eu", "--dry-run"); code == 0 ||
+		!strings.Contains(errs, "not available yet for a site on --database-url") {
+		t.Errorf("geo failover on a database site: exit %d\n%s", code, errs)
+	}
+
+	// eu was promoted to epoch 1 and tells gate A (only).
+	promoted := geo.Term{Epoch: 1, Primary: "eu"}
+	if code := geoCall(t, a, secrets["eu"], "eu", geo.Claims{Scope: geo.ScopeStatus, Term: &promoted}, "GET", geo.StatusPath+"?after=0&wait=0s", ""); code != 200 {
+		t.Fatalf("status poll of gate A: %d", code)
+	}
+	want := geo.Demoted(promoted)
+	for _, g := range []*gate{a, b} {
+		bounded(t, "gate "+g.name+" to refuse pushes", func() bool {
+			code, body := infoRefs(t, g, "git-receive-pack", "alice", token)
+			return code == 403 && strings.Contains(body, want)
+		})
+	}
+	// A gate started now, with a data dir that never heard of it.
+	b.stop(t)
+	b2 := startGateIn(t, geoPrimaryDirFor(t, secrets, "eu"), "B2", db, repos, flags...)
+	if code, body := infoRefs(t, b2, "git-receive-pack", "alice", token); code != 403 || !strings.Contains(body, want) {
+		t.Errorf("push to a gate started after the demotion: %d %s", code, body)
+	}
+	out := mustCLI(t, db, b2.dataDir, "geo", "status")
+	if !strings.Contains(out, "failover:         epoch 1 (primary eu), this site secondary (demoted: node eu presented epoch 1 (primary eu))") {
+		t.Errorf("geo status on the new gate:\n%s", out)
+	}
+	t.Logf("gitgate geo status on a gate started after the demotion:\n%s", out)
+}

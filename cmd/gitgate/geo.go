@@ -21,7 +21,10 @@ func geoCommand() *cli.Command {
 			Name:  "status",
 			Usage: "on a primary, list the secondaries with last contact, version seen, lag and replication (synced/pending/failed, oldest unsynced change); on a secondary, the same for itself",
 			Description: "Reads the status file the running gate keeps in the data dir (refreshed every\n" +
-				"few seconds).",
+				"few seconds). On a primary gate of a site whose gates share a database, each\n" +
+				"secondary's contact, version and replication are the newest any gate of the site\n" +
+				"heard (GATE says which); with --database-url the failover role is the site's,\n" +
+				"read from the database.",
 			Action: func(c *cli.Context) error {
 				if c.NArg() > 0 {
 					return usageError{fmt.Errorf("unexpected argument %q", c.Args().First())}
@@ -31,7 +34,7 @@ func geoCommand() *cli.Command {
 					return err
 				}
 				now := time.Now()
-				if err := printRole(c.App.Writer, dir); err != nil {
+				if err := printRole(c, c.App.Writer, dir); err != nil {
 					return err
 				}
 				if fs, ok, err := geo.ReadFollowerStatus(dir, now); err != nil {

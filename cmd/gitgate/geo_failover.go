@@ -16,15 +16,21 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/gitgate/gitgate/geo"
+	"github.com/gitgate/gitgate/pgstore"
 )
 
 // primaryGuard loads this primary's failover role (geo.Guard): a site that
 // was demoted keeps refusing pushes, and one that is still primary refuses
 // them until every secondary in geo.yaml has confirmed its term, unless
 // --geo-confirm-primary. The secondary marker is removed only while this
-// site is the primary.
-func (s *serveCmd) primaryGuard(secondaries []string) (*geo.Guard, error) {
-	guard, err := geo.NewGuard(s.dataDir, s.geo.secondary.NodeName, secondaries, s.geo.confirmPrimary, s.log)
+// site is the primary. The role is kept in the site's role store (the data
+// dir's file, or the database the site's gates share).
+func (s *serveCmd) primaryGuard(g *gate, secondaries []string) (*geo.Guard, error) {
+	store, err := s.roleStore(g)
+	if err != nil {
+		return nil, err
+	}
+	guard, err := geo.NewGuardOn(context.Background(), store, s.dataDir, s.geo.secondary.NodeName, secondaries, s.geo.confirmPrimary, s.log)
 	if err != nil {
 		return nil, err
 	}
@@ -105,9 +111,19 @@ func (gs *geoSite) primaryView() map[string]any {
 	return v
 }
 
-// printRole prints the site's failover role and term, when it has one.
-func printRole(w io.Writer, dir string) error {
-	rec, ok, err := geo.ReadRole(dir)
+// printRole prints the site's failover role and term, when it has one:
+// from the site's database with --database-url, else from the data dir.
+func printRole(c *cli.Context, w io.Writer, dir string) error {
+	var store geo.RoleStore = geo.FileRoleStore{DataDir: dir}
+	if u := databaseURL(c); u != "" {
+		db, err := pgstore.Open(c.Context, u, nil, pgstore.Options{})
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		store = pgstore.RoleStore{DB: db}
+	}
+	rec, ok, err := store.LoadRole(c.Context)
 	if err != nil || !ok {
 		return err
 	}

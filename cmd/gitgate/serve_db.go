@@ -82,6 +82,7 @@ type sharedSite struct {
 	inflight  *pgstore.Inflight
 	hooks     *pgstore.HookGate // nil without the hook socket
 	connected atomic.Bool
+	onGeoRole atomic.Pointer[func()] // the site's Geo role changed (serve_db_geo.go)
 }
 
 // buildShared keeps the state, the access data, the audit log and the
@@ -114,7 +115,7 @@ func (s *serveCmd) buildShared(ctx context.Context, g *gate) error {
 
 	refresh := min(s.database.staleAfter/4, time.Second)
 	w := &pgstore.Watcher{DB: db, OnState: g.live.Reload, OnAccess: func() { _ = g.users.Reload() },
-		Refresh: refresh, Connected: sh.connected.Store}
+		OnGeoRole: sh.geoRoleChanged, Refresh: refresh, Connected: sh.connected.Store}
 	sh.connected.Store(true)
 	serveHooks := s.hookGate(g, db)
 	g.background = append(g.background, func(ctx context.Context) error {

@@ -29,6 +29,7 @@ func (s *serveCmd) shareGeo(ctx context.Context, g *gate) error {
 	if g.shared == nil || g.geo == nil || g.geo.primary == nil {
 		return nil
 	}
+	s.shareGeoRole(g)
 	cfg, err := geo.LoadConfig(s.dataDir)
 	if err != nil {
 		return err
@@ -145,4 +146,59 @@ func siteContacts(nodes []pgstore.GeoNode) []geo.SiteContact {
 		out = append(out, c)
 	}
 	return out
+}
+
+// roleStore is where this site keeps its Geo role and failover term: the
+// data dir's file, or, for a site whose gates share a database, its
+// geo_role row (every gate, and every restart, sees the same role). A
+// database without a record takes the data dir's, if this gate has one (a
+// site that moved to the database keeps a demotion it had learnt).
+func (s *serveCmd) roleStore(g *gate) (geo.RoleStore, error) {
+	files := geo.FileRoleStore{DataDir: s.dataDir}
+	if g == nil || g.shared == nil {
+		return files, nil
+	}
+	store := pgstore.RoleStore{DB: g.shared.db}
+	ctx := context.Background()
+	if _, ok, err := store.LoadRole(ctx); err != nil || ok {
+		return store, err
+	}
+	rec, ok, err := files.LoadRole(ctx)
+	if err != nil || !ok {
+		return store, err
+	}
+	if err := store.SaveRole(ctx, rec); err != nil && !errors.Is(err, geo.ErrRoleBehind) {
+		return nil, fmt.Errorf("geo: copy the data dir's %s into the database: %w", geo.RoleFileName, err)
+	}
+	s.log.Info("geo: the site's role is now kept in the database (copied from the data dir's role file)", "term", rec.Term.String(), "role", rec.Role)
+	return store, nil
+}
+
+// geoRoleChanged is the watcher's wake-up for a change of the site's role.
+func (sh *sharedSite) geoRoleChanged() {
+	if f := sh.onGeoRole.Load(); f != nil {
+		(*f)()
+	}
+}
+
+// shareGeoRole, on a Geo primary gate of a database site, makes the gate
+// learn every change of the site's role another gate writes (NOTIFY, then
+// a re-read into its Guard): a demotion refuses pushes on every gate at
+// once, and a planned failover's demotion (the role names the primary to
+// follow) restarts every gate of the old primary site as a secondary.
+func (s *serveCmd) shareGeoRole(g *gate) {
+	if g.shared == nil || g.geo == nil || g.geo.guard == nil {
+		return
+	}
+	guard := g.geo.guard
+	reload := func() {
+		if !guard.Reload(context.Background()) {
+			return
+		}
+		if rec := guard.Record(); rec.Role == geo.RoleSecondary && rec.Follow != nil {
+			s.log.Warn("geo: a planned failover demoted this site; restarting as a secondary", "term", rec.Term.String(), "primary", rec.Follow.URL)
+			s.requestRoleSwitch()
+		}
+	}
+	g.shared.onGeoRole.Store(&reload)
 }

@@ -54,12 +54,16 @@ func (s *serveCmd) requestRoleSwitch() {
 // failover changed the role since (the role file): a site it repointed
 // follows the primary the file names, and a secondary it promoted runs as
 // the primary (with its geo.yaml).
-func (s *serveCmd) effectiveGeo() (geoOptions, error) {
+func (s *serveCmd) effectiveGeo(g *gate) (geoOptions, error) {
 	o := s.geo
 	if o.role == geoNone {
 		return o, nil
 	}
-	rec, ok, err := geo.ReadRole(s.dataDir)
+	store, err := s.roleStore(g)
+	if err != nil {
+		return o, err
+	}
+	rec, ok, err := store.LoadRole(context.Background())
 	if err != nil || !ok {
 		return o, err
 	}
@@ -68,7 +72,7 @@ func (s *serveCmd) effectiveGeo() (geoOptions, error) {
 		if rec.Node == "" {
 			return o, fmt.Errorf("%s: a site that follows another needs a node name", geo.RoleFileName)
 		}
-		s.log.Info("geo: following the primary named in the role file (a planned failover repointed this site)",
+		s.log.Info("geo: following the primary named in the site's role record (a planned failover repointed this site)",
 			"primary", rec.Follow.URL, "term", rec.Term.String())
 		o.role = geoSecondary
 		o.confirmPrimary = false
@@ -123,7 +127,16 @@ func (f *failoverSite) SetMaintenance(ctx context.Context, on bool, message stri
 	return nil
 }
 
-func (f *failoverSite) InFlight(context.Context) ([]string, error) {
+func (f *failoverSite) InFlight(ctx context.Context) ([]string, error) {
+	if pushes, ok, err := f.g.sitePushes(ctx); ok {
+		// A site of several gates: every gate's pushes count.
+		var out []string
+		for _, p := range pushes {
+			out = append(out, fmt.Sprintf("%s %s by %s over %s on gate %s, running %s", gitgate.ReceivePack.Subcommand(), p.Repo, p.User,
+				p.Transport, p.Gate, time.Since(p.Started).Round(time.Millisecond)))
+		}
+		return out, err
+	}
 	var out []string
 	for _, r := range f.g.tracker.InFlight() {
 		if r.Service.IsWrite() {
@@ -183,7 +196,7 @@ func (f *failoverSite) Unannounced(t geo.Term) []string {
 	return f.gs.primary.Unannounced(t)
 }
 
-func (f *failoverSite) Follow(_ context.Context, t geo.Term) error {
+func (f *failoverSite) Follow(ctx context.Context, t geo.Term) error {
 	site, err := f.targetSite(t.Primary)
 	if err != nil {
 		return err
@@ -192,6 +205,9 @@ func (f *failoverSite) Follow(_ context.Context, t geo.Term) error {
 	rec.Term, rec.Role = t, geo.RoleSecondary
 	rec.Updated, rec.Reason = time.Now().UTC(), "demoted by a planned failover to "+t.Primary
 	rec.Follow = &geo.FollowTarget{URL: site.URL, SecretFile: site.SecretFile}
+	if f.gs.guard != nil {
+		return f.gs.guard.Save(ctx, rec) // the site's role store
+	}
 	return geo.WriteRole(f.s.dataDir, rec)
 }
 
@@ -236,6 +252,10 @@ func (gs *geoSite) failoverHandler(f *geo.Failover, switchRole func(), log func(
 		}
 		if u := api.UserFrom(r.Context()); u != nil {
 			req.By = u.Name
+		}
+		if gs.failoverRefusal != "" {
+			writeJSONMessage(w, http.StatusConflict, "409 Conflict - "+gs.failoverRefusal)
+			return
 		}
 		log("geo failover requested", "user", req.By, "to", req.To, "dry_run", req.DryRun, "abort", req.Abort, "remote_addr", r.RemoteAddr)
 		w.Header().Set("Content-Type", "application/x-ndjson")
@@ -341,6 +361,9 @@ func (s *serveCmd) reopenAfterFailover(g *gate, gs *geoSite) func(context.Contex
 // itself once confirmed.
 func (s *serveCmd) wireFailover(g *gate, gs *geoSite) {
 	gs.failover = &geo.Failover{DataDir: s.dataDir, Site: &failoverSite{s: s, g: g, gs: gs}}
+	if g.shared != nil {
+		gs.failoverRefusal = failoverOnDatabaseRefusal
+	}
 	gs.switchRole = s.requestRoleSwitch
 	gs.logInfo = s.log.Info
 	if gs.follower != nil {
@@ -350,6 +373,12 @@ func (s *serveCmd) wireFailover(g *gate, gs *geoSite) {
 		g.background = append(g.background, s.reopenAfterFailover(g, gs))
 	}
 }
+
+// failoverOnDatabaseRefusal refuses a planned failover of a site whose
+// gates share a database: its last steps restart every gate of the old
+// primary as a Geo secondary, which a gate on --database-url cannot run
+// yet (serve refuses it at start).
+const failoverOnDatabaseRefusal = "geo failover: not available yet for a site on --database-url: its gates would restart as Geo secondaries, which a gate on the database cannot run yet; nothing was changed"
 
 // failoverHandlers registers geo.FailoverPath (admin only), on both roles:
 // a demoted site finishes the failover's last step as a secondary.

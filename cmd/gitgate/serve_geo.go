@@ -159,6 +159,8 @@ type geoSite struct {
 	guard    *geo.Guard      // primary: the failover term and the start-up fence
 	dataDir  string
 	failover *geo.Failover // the planned failover's step machine, on both roles
+	// failoverRefusal, if set, refuses every failover request (serve_failover.go).
+	failoverRefusal string
 	// switchRole restarts the gate in its new role; logInfo logs.
 	switchRole func()
 	logInfo    func(string, ...any)
@@ -176,7 +178,7 @@ func (s *serveCmd) setupGeo(g *gate) (*geoSite, error) {
 
 // setupGeoRole builds the Geo part of the role this start runs.
 func (s *serveCmd) setupGeoRole(g *gate) (*geoSite, error) {
-	o, err := s.effectiveGeo()
+	o, err := s.effectiveGeo(g)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +193,7 @@ func (s *serveCmd) setupGeoRole(g *gate) (*geoSite, error) {
 			return nil, err
 		}
 		v := geo.NewVerifier(secrets)
-		guard, err := s.primaryGuard(v.Nodes())
+		guard, err := s.primaryGuard(g, v.Nodes())
 		if err != nil {
 			return nil, err
 		}
