@@ -158,7 +158,9 @@ type RoleStore interface {
 type FileRoleStore struct{ DataDir string }
 
 // LoadRole reads the data dir's role file.
-func (f FileRoleStore) LoadRole(context.Context) (RoleRecord, bool, error) { return ReadRole(f.DataDir) }
+func (f FileRoleStore) LoadRole(context.Context) (RoleRecord, bool, error) {
+	return ReadRole(f.DataDir)
+}
 
 // SaveRole writes the data dir's role file.
 func (f FileRoleStore) SaveRole(_ context.Context, rec RoleRecord) error {
