@@ -74,6 +74,11 @@ func (s *serveCmd) effectiveGeo(g *gate) (geoOptions, error) {
 		}
 		s.log.Info("geo: following the primary named in the site's role record (a planned failover repointed this site)",
 			"primary", rec.Follow.URL, "term", rec.Term.String())
+		if g != nil && g.shared != nil {
+			// As buildShared refuses --geo-role secondary on a database.
+			return o, errors.New("geo: the site's role record says this site follows " + rec.Follow.URL +
+				" (a planned failover demoted it), but a Geo secondary on --database-url is not supported yet")
+		}
 		o.role = geoSecondary
 		o.confirmPrimary = false
 		o.secondary.PrimaryURL, o.secondary.SecretFile, o.secondary.NodeName = rec.Follow.URL, rec.Follow.SecretFile, rec.Node
