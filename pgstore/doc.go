@@ -37,15 +37,21 @@
 //   - Operations in flight: each gate upserts its running pushes with an
 //     expiry a few heartbeats ahead and deletes them when they end; a gate
 //     that dies leaves rows that expire by themselves.
-//   - Geo on a database site (schema 4, geo.go): the primary site's
-//     registry of secondaries (names, secret fingerprints, the newest
-//     contact any gate heard) in geo_nodes, shared by its gates, with the
-//     secrets left in each gate's files; the site's role and failover term
-//     in geo_role, whose epoch never goes down; and [Elector], an advisory
+//   - Geo on a database site (schemas 4 and 5, geo.go, role.go): the
+//     primary site's registry of secondaries (names, secret fingerprints,
+//     the newest contact any gate heard, when a gate last listed the node
+//     in its geo.yaml) in geo_nodes, shared by its gates and read back by
+//     each every heartbeat, so "geo status" on any gate shows the site's
+//     view, with the secrets left in each gate's files; rows of nodes no
+//     gate has listed for a minute are pruned, so a rolling change of
+//     geo.yaml never deletes a row another gate still serves; the site's
+//     role and failover term in geo_role, whose epoch never goes down,
+//     behind package geo's RoleStore seam ([RoleStore]) and announced by
+//     NOTIFY so every gate's Guard re-reads it; and [Elector], an advisory
 //     lock election so that one gate of a secondary site follows and
 //     replicates while the others get the mirrored state through the
-//     database. See geo.go for what is wired into the gate and what is
-//     not yet.
+//     database. See geo.go for the design and what is wired into the
+//     gate.
 //   - A Geo secondary site on a database (schema 5, geo_secondary.go): the
 //     elected gate writes the primary's state (same versions, never
 //     stepped back but on the primary's own reset), the replicated access

@@ -27,7 +27,28 @@ import (
 //     differs from the site's is told at start ([ErrGeoSecretMismatch]).
 //   - Status: each gate records a contact with [DB.RecordGeoContact]; the
 //     newest contact wins (last_contact never goes back), whichever gate
-//     writes last.
+//     writes last. Every heartbeat each gate reads the registry back
+//     ([DB.GeoNodes]), so its "geo status", nodes API, metrics and a
+//     failover's checks show the newest contact any gate heard, and which
+//     gate heard it.
+//   - Pruning (schema 5): a secondary dropped from geo.yaml must leave the
+//     registry, but the gates of a site take a new geo.yaml one after the
+//     other, so a gate with the new file must not delete the row of a node
+//     a gate with the old file still serves. Every primary gate marks the
+//     nodes of its geo.yaml as listed every heartbeat ([DB.ListGeoNodes]:
+//     listed_at = now()); every gate removes the rows of the nodes that are
+//     not in its own geo.yaml and that no gate has listed within a bound
+//     ([DB.PruneGeoNodes], [DefaultGeoUnlistedAfter], a minute: many
+//     heartbeats, so a slow or restarting gate still counts). The
+//     database's clock decides, so the gates' clocks need not agree. A row
+//     is thus removed only once every gate that listed it has stopped
+//     listing it for a minute: no gate that still serves the node loses
+//     it. "gitgate db geo-nodes --remove NODE" removes one at once under
+//     the same rule ([DB.RemoveGeoNode]), or with --force regardless (a
+//     gate that still lists it registers it again at its next start).
+//     Chosen over deleting at a gate's start (which cannot know whether
+//     another gate still serves the node) and over explicit removal only
+//     (which leaves rows forever when nobody remembers).
 //   - One follower per secondary site: the gates of a secondary site
 //     share a database, and only one of them may follow the primary and
 //     replicate (two would fetch everything twice and race on the
@@ -43,18 +64,23 @@ import (
 //     lock is gone (geo_secondary.go). The other gates learn the mirrored
 //     state through the database like any state change.
 //   - Role and failover term: for a database site the role record lives in
-//     geo_role ([DB.LoadGeoRole], [DB.SaveGeoRole]), one row whose epoch
-//     never goes down (a write with a lower epoch is refused), so every
-//     gate of the site, and every restart, sees the same role.
+//     geo_role ([DB.LoadGeoRole], [DB.SaveGeoRole]; [RoleStore] is package
+//     geo's RoleStore over it), one row whose epoch never goes down (a
+//     write with a lower epoch is refused), so every gate of the site, and
+//     every restart, sees the same role. Every write fires NOTIFY on
+//     [ChannelGeoRole] (schema 5); each gate's [Watcher] wakes its Guard,
+//     which re-reads the row (never the payload) and takes a record whose
+//     epoch is not lower than its own: a term a secondary presents to one
+//     gate demotes every gate of the site at once.
 //
-// Wired into "gitgate serve" so far: the registry on a primary site
+// Wired into "gitgate serve": the registry on a primary site
 // (cmd/gitgate/serve_db_geo.go: fingerprints registered at start, a
-// mismatch refused; contacts recorded every heartbeat), and a secondary
-// site of several gates (cmd/gitgate/serve_db_secondary.go, and
-// geo_secondary.go here: the election around the follower and the
-// replicator, whose writes go through the elected gate's [Lease]). Not
-// yet: the role record read and written by package geo's failover instead
-// of geo-role.json, and "geo status" reading the registry.
+// mismatch refused; contacts recorded and read back every heartbeat;
+// listing and pruning), the role record read at start and on every change
+// by every primary gate, and a secondary site of several gates
+// (cmd/gitgate/serve_db_secondary.go, and geo_secondary.go here: the
+// election around the follower and the replicator, whose writes go
+// through the elected gate's [Lease]).
 
 // ErrGeoSecretMismatch is returned when a gate's secret file for a node
 // is not the one the site registered.
