@@ -167,7 +167,13 @@
 //
 // Every site keeps its role and the highest failover term it has seen in
 // <data-dir>/geo-role.json ([RoleRecord], written atomically and fsynced
-// before the site acts on it). A [Term] is an epoch, which only grows, and
+// before the site acts on it), or, for a primary site whose gates share a
+// database, in its one geo_role row: the [Guard] reads and writes it
+// through a [RoleStore] ([FileRoleStore], or package pgstore's RoleStore,
+// which refuses a lower epoch) and does not know which; on a database
+// site every gate's Guard re-reads the row when it changes
+// ([Guard.Reload]), so a demotion one gate hears refuses pushes on all.
+// A [Term] is an epoch, which only grows, and
 // the node name of that epoch's primary; the original primary holds epoch
 // 0. "gitgate geo promote" on a secondary ([Promote]) takes the highest
 // epoch the site has seen plus one and names itself; it refuses unless the
