@@ -43,6 +43,16 @@ func (p *Primary) OrderPromotion(t Term, reopen bool, targetURL string) error {
 	return nil
 }
 
+// OnAnnounced makes the primary call f each time it has told node of the
+// new primary of t (a gate of a site of several records it for the
+// others: the node may poll any gate). f must not block. Call it before
+// serving.
+func (p *Primary) OnAnnounced(f func(node string, t Term)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.announced = f
+}
+
 // Unannounced lists the secondaries (but t's primary) not yet told of t.
 func (p *Primary) Unannounced(t Term) []string {
 	p.mu.Lock()
@@ -127,7 +137,11 @@ func (p *Primary) handoverFields(node string, resp *StatusResponse) {
 		resp.Announce = tok
 		p.mu.Lock()
 		h.announced[node] = true
+		announced := p.announced
 		p.mu.Unlock()
+		if announced != nil {
+			announced(node, t)
+		}
 		p.log.Info("Geo failover: new primary announced", "node", node, "term", t.String(), "url", h.url)
 	}
 }

@@ -122,8 +122,9 @@ type Primary struct {
 	feed  *Feed // the change log, once EventsHandler serves it
 	// handover is a planned failover's promotion in progress (nil: none);
 	// kick is closed to answer held polls at once.
-	handover *handover
-	kick     chan struct{}
+	handover  *handover
+	kick      chan struct{}
+	announced func(node string, t Term) // OnAnnounced
 
 	// gate, site and siteGrace: the site's shared registry (ShareSite).
 	gate      string

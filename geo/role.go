@@ -86,6 +86,23 @@ type RoleRecord struct {
 	// Reopen, on a primary promoted by a planned failover, says it
 	// disables maintenance once every secondary has confirmed its term.
 	Reopen bool `json:"reopen,omitempty"`
+	// Handover, on a primary site whose gates share a database, is the
+	// promotion a planned failover ordered (its step 4), so that every
+	// gate of the site carries it to the target and announces it to the
+	// other secondaries, whichever gate they poll.
+	Handover *Handover `json:"handover,omitempty"`
+}
+
+// Handover is a planned failover's promotion order, as a primary site's
+// gates carry it (Primary.OrderPromotion).
+type Handover struct {
+	// Term is the target's new term (its node is the target).
+	Term Term `json:"term"`
+	// Reopen says whether the new primary disables maintenance once every
+	// secondary has confirmed Term.
+	Reopen bool `json:"reopen,omitempty"`
+	// URL is the target's base URL, announced to the other secondaries.
+	URL string `json:"url"`
 }
 
 // FollowTarget is the primary a repointed secondary follows.
@@ -112,7 +129,7 @@ func ReadRole(dataDir string) (rec RoleRecord, ok bool, err error) {
 	if rec.Role != RolePrimary && rec.Role != RoleSecondary {
 		return RoleRecord{}, false, fmt.Errorf("geo role %s: role %q is neither %s nor %s", path, rec.Role, RolePrimary, RoleSecondary)
 	}
-	if err := rec.Term.Validate(); err != nil {
+	if err := ValidateRecord(rec); err != nil {
 		return RoleRecord{}, false, fmt.Errorf("geo role %s: %w", path, err)
 	}
 	return rec, true, nil
@@ -175,6 +192,14 @@ func ValidateRecord(rec RoleRecord) error {
 	if rec.Node != "" {
 		if err := ValidateNodeName(rec.Node); err != nil {
 			return err
+		}
+	}
+	if h := rec.Handover; h != nil {
+		if err := h.Term.Validate(); err != nil || h.Term.Primary == "" {
+			return fmt.Errorf("the handover's term %s is invalid: %v", h.Term, err)
+		}
+		if _, err := parsePrimaryURL(h.URL); err != nil {
+			return fmt.Errorf("the handover's URL: %w", err)
 		}
 	}
 	return rec.Term.Validate()
@@ -310,12 +335,9 @@ func (g *Guard) adopt(rec RoleRecord) bool {
 // rolesEqual compares two records but for when they were written.
 func rolesEqual(a, b RoleRecord) bool {
 	a.Updated, b.Updated = time.Time{}, time.Time{}
-	fa, fb := a.Follow, b.Follow
-	a.Follow, b.Follow = nil, nil
-	if a != b {
-		return false
-	}
-	return (fa == nil) == (fb == nil) && (fa == nil || *fa == *fb)
+	ja, erra := json.Marshal(a)
+	jb, errb := json.Marshal(b)
+	return erra == nil && errb == nil && string(ja) == string(jb)
 }
 
 // Save writes rec as the site's role (a failover's step) and holds it.

@@ -117,6 +117,22 @@ type GeoNode struct {
 	// Listed is when a gate of the site last listed the node in its
 	// geo.yaml (see PruneGeoNodes).
 	Listed time.Time `json:"listed"`
+	// AnnouncedEpoch is the highest failover epoch a gate of the site
+	// announced to the node (see RecordGeoAnnounced).
+	AnnouncedEpoch uint64 `json:"announced_epoch"`
+}
+
+// RecordGeoAnnounced records that a gate of the site told node of the new
+// primary of epoch (a planned failover's step 4, on whichever gate the
+// node polls). The recorded epoch never goes down.
+func (db *DB) RecordGeoAnnounced(ctx context.Context, node string, epoch uint64) error {
+	ctx, cancel := timeout(ctx)
+	defer cancel()
+	if _, err := db.pool.Exec(ctx, `UPDATE geo_nodes SET announced_epoch = greatest(announced_epoch, $2) WHERE name = $1`,
+		node, int64(epoch)); err != nil {
+		return db.scrub(fmt.Errorf("record the Geo announcement to %s: %w", node, err))
+	}
+	return nil
 }
 
 // RegisterGeoNode adds node name with the fingerprint of the gate's secret,
@@ -241,7 +257,7 @@ func (db *DB) RecordGeoContact(ctx context.Context, node, gate string, at time.T
 func (db *DB) GeoNodes(ctx context.Context) ([]GeoNode, error) {
 	ctx, cancel := timeout(ctx)
 	defer cancel()
-	rows, err := db.pool.Query(ctx, `SELECT name, secret_fingerprint, added_at, last_contact, contact_gate, version_seen, replication, listed_at
+	rows, err := db.pool.Query(ctx, `SELECT name, secret_fingerprint, added_at, last_contact, contact_gate, version_seen, replication, listed_at, announced_epoch
 		FROM geo_nodes ORDER BY name`)
 	if err != nil {
 		return nil, db.scrub(fmt.Errorf("Geo nodes: %w", err))
@@ -249,11 +265,12 @@ func (db *DB) GeoNodes(ctx context.Context) ([]GeoNode, error) {
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (GeoNode, error) {
 		var n GeoNode
 		var last *time.Time
-		var version int64
+		var version, announced int64
 		var repl []byte
-		if err := r.Scan(&n.Name, &n.Fingerprint, &n.Added, &last, &n.Gate, &version, &repl, &n.Listed); err != nil {
+		if err := r.Scan(&n.Name, &n.Fingerprint, &n.Added, &last, &n.Gate, &version, &repl, &n.Listed, &announced); err != nil {
 			return n, err
 		}
+		n.AnnouncedEpoch = uint64(announced)
 		n.Added, n.Listed = n.Added.UTC(), n.Listed.UTC()
 		if last != nil {
 			n.LastContact = last.UTC()

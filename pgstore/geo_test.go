@@ -224,3 +224,21 @@ func TestGeoRegistryPrune(t *testing.T) {
 		t.Fatalf("registry left: %+v %v", nodes, err)
 	}
 }
+
+// The epoch announced to a node never goes down, whichever gate records
+// last.
+func TestGeoAnnouncedNeverGoesDown(t *testing.T) {
+	db, _ := migrated(t)
+	ctx := t.Context()
+	if err := db.RegisterGeoNode(ctx, "asia", SecretFingerprint([]byte(strings.Repeat("s", 40))), false); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []uint64{2, 1, 3, 0} {
+		if err := db.RecordGeoAnnounced(ctx, "asia", e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if nodes, err := db.GeoNodes(ctx); err != nil || len(nodes) != 1 || nodes[0].AnnouncedEpoch != 3 {
+		t.Fatalf("nodes %+v %v", nodes, err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/gitgate/gitgate/geo"
@@ -59,7 +60,9 @@ func (s *serveCmd) shareGeo(ctx context.Context, g *gate) error {
 	// this gate's read, a heartbeat each).
 	p.ShareSite(s.database.gateID, 5*time.Second+2*every+time.Second)
 	reg := &geoRegistry{db: db, primary: p, gate: s.database.gateID, listed: listed,
-		unlistedAfter: s.geo.unlistedAfter, recorded: map[string]time.Time{}, warn: s.log.Warn, info: s.log.Info}
+		unlistedAfter: s.geo.unlistedAfter, recorded: map[string]time.Time{}, warn: s.log.Warn, info: s.log.Info,
+		announced: map[string]uint64{}}
+	p.OnAnnounced(reg.announce)
 	reg.refresh(ctx) // the site's view before the first request
 	g.background = append(g.background, func(ctx context.Context) error {
 		tick := time.NewTicker(every)
@@ -85,12 +88,35 @@ type geoRegistry struct {
 	unlistedAfter time.Duration
 	recorded      map[string]time.Time // the last contact written, per node
 	warn, info    func(string, ...any)
+
+	mu        sync.Mutex
+	announced map[string]uint64 // announcements this gate made, not yet written
+}
+
+// announce notes that this gate told node of the new primary of t; the
+// next heartbeat records it for the site (geo.Primary.OnAnnounced).
+func (r *geoRegistry) announce(node string, t geo.Term) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.announced[node] = max(r.announced[node], t.Epoch)
 }
 
 // refresh runs one heartbeat: record this gate's contacts, mark its nodes
 // listed, prune, and read the site's registry back. A failure is logged
 // and retried at the next heartbeat; the gate's own contacts still show.
 func (r *geoRegistry) refresh(ctx context.Context) {
+	r.mu.Lock()
+	announced := r.announced
+	r.announced = map[string]uint64{}
+	r.mu.Unlock()
+	for node, epoch := range announced {
+		if err := r.db.RecordGeoAnnounced(ctx, node, epoch); err != nil {
+			r.announce(node, geo.Term{Epoch: epoch}) // again at the next heartbeat
+			if ctx.Err() == nil {
+				r.warn("cannot record a Geo announcement in the database", "node", node, "err", err)
+			}
+		}
+	}
 	for _, c := range r.primary.Contacts() {
 		if !c.LastContact.After(r.recorded[c.Name]) {
 			continue
@@ -191,10 +217,22 @@ func (s *serveCmd) shareGeoRole(g *gate) {
 		return
 	}
 	guard := g.geo.guard
+	primary := g.geo.primary
+	// A planned failover's promotion order, written by the gate that runs
+	// it, is carried by every gate: the target may poll any of them.
+	handover := func(rec geo.RoleRecord) {
+		if h := rec.Handover; h != nil && primary != nil {
+			if err := primary.OrderPromotion(h.Term, h.Reopen, h.URL); err != nil {
+				s.log.Error("geo failover: cannot carry the site's promotion order", "term", h.Term.String(), "err", err)
+			}
+		}
+	}
+	handover(guard.Record())
 	reload := func() {
 		if !guard.Reload(context.Background()) {
 			return
 		}
+		handover(guard.Record())
 		if rec := guard.Record(); rec.Role == geo.RoleSecondary && rec.Follow != nil {
 			s.log.Warn("geo: a planned failover demoted this site; restarting as a secondary", "term", rec.Term.String(), "primary", rec.Follow.URL)
 			s.requestRoleSwitch()

@@ -191,6 +191,15 @@ func (f *failoverSite) OrderPromotion(t geo.Term, reopen bool) error {
 	if err != nil {
 		return err
 	}
+	if f.g.shared != nil && f.gs.guard != nil {
+		// Every gate of the site carries the order (serve_db_geo.go).
+		rec := f.gs.guard.Record()
+		rec.Handover = &geo.Handover{Term: t, Reopen: reopen, URL: site.URL}
+		rec.Updated = time.Now().UTC()
+		if err := f.gs.guard.Save(context.Background(), rec); err != nil {
+			return fmt.Errorf("share the promotion order with the site's gates: %w", err)
+		}
+	}
 	return f.gs.primary.OrderPromotion(t, reopen, site.URL)
 }
 
@@ -198,7 +207,26 @@ func (f *failoverSite) Unannounced(t geo.Term) []string {
 	if f.gs.primary == nil {
 		return nil
 	}
-	return f.gs.primary.Unannounced(t)
+	local := f.gs.primary.Unannounced(t)
+	if f.g.shared == nil || len(local) == 0 {
+		return local
+	}
+	// Any gate of the site may have told them.
+	nodes, err := f.g.shared.db.GeoNodes(context.Background())
+	if err != nil {
+		return local
+	}
+	told := map[string]bool{}
+	for _, n := range nodes {
+		told[n.Name] = n.AnnouncedEpoch >= t.Epoch
+	}
+	var out []string
+	for _, n := range local {
+		if !told[n] {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func (f *failoverSite) Follow(ctx context.Context, t geo.Term) error {

@@ -5,9 +5,12 @@
 -- for a while (a rolling configuration change never deletes a row another
 -- gate still serves); and a change of the site's Geo role fires NOTIFY,
 -- so that every gate re-reads it at once (a wake-up only, as for the
--- state: the gate reads the row, never the payload).
+-- state: the gate reads the row, never the payload). announced_epoch is
+-- the highest failover epoch a gate of the site has announced to the node
+-- (a planned failover's new primary, told on whichever gate it polls).
 
 ALTER TABLE geo_nodes ADD COLUMN listed_at timestamptz NOT NULL DEFAULT now();
+ALTER TABLE geo_nodes ADD COLUMN announced_epoch bigint NOT NULL DEFAULT 0 CHECK (announced_epoch >= 0);
 
 CREATE FUNCTION gitgate_notify_geo_role() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
