@@ -101,7 +101,12 @@ func (f *failoverSite) Role() geo.RoleRecord {
 	if f.gs.guard != nil {
 		return f.gs.guard.Record()
 	}
-	rec, _, _ := geo.ReadRole(f.s.dataDir)
+	// A site demoted by the failover (now a secondary): the site's record.
+	store, err := f.s.roleStore(f.g)
+	if err != nil {
+		return geo.RoleRecord{}
+	}
+	rec, _, _ := store.LoadRole(context.Background())
 	return rec
 }
 
@@ -250,6 +255,12 @@ func (f *failoverSite) NewPrimary(t geo.Term) geo.PrimaryView {
 	}
 	st := f.gs.follower.Status()
 	term := f.gs.follower.Term()
+	if f.g.shared != nil {
+		// A secondary site on a database: the elected gate follows (the
+		// status is the site's); the term is the site's role record.
+		rec := f.Role()
+		term = &rec.Term
+	}
 	snap := f.g.live.Current()
 	return geo.PrimaryView{
 		Following:   st.Connected && term != nil && *term == t,
