@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -82,6 +83,9 @@ func (s *serveCmd) effectiveGeo(g *gate) (geoOptions, error) {
 		o.role = geoSecondary
 		o.confirmPrimary = false
 		o.secondary.PrimaryURL, o.secondary.SecretFile, o.secondary.NodeName = rec.Follow.URL, rec.Follow.SecretFile, rec.Node
+		if !filepath.IsAbs(o.secondary.SecretFile) { // a database site's record: this gate's data dir
+			o.secondary.SecretFile = filepath.Join(s.dataDir, o.secondary.SecretFile)
+		}
 	case rec.Role == geo.RolePrimary && o.role == geoSecondary && rec.Node != "" && rec.Node == o.secondary.NodeName && rec.Primary == rec.Node:
 		s.log.Info("geo: this site was promoted; running as the primary", "term", rec.Term.String())
 		o.role = geoPrimary
@@ -243,6 +247,13 @@ func (f *failoverSite) Follow(ctx context.Context, t geo.Term) error {
 	rec.Term, rec.Role = t, geo.RoleSecondary
 	rec.Updated, rec.Reason = time.Now().UTC(), "demoted by a planned failover to "+t.Primary
 	rec.Follow = &geo.FollowTarget{URL: site.URL, SecretFile: site.SecretFile}
+	if f.g.shared != nil {
+		// The record is every gate's: a secret file in the data dir is
+		// named relative to it, so each gate reads its own copy.
+		if rel, err := filepath.Rel(f.s.dataDir, site.SecretFile); err == nil && filepath.IsLocal(rel) {
+			rec.Follow.SecretFile = rel
+		}
+	}
 	if f.gs.guard != nil {
 		return f.gs.guard.Save(ctx, rec) // the site's role store
 	}
