@@ -37,7 +37,7 @@
 //   - Operations in flight: each gate upserts its running pushes with an
 //     expiry a few heartbeats ahead and deletes them when they end; a gate
 //     that dies leaves rows that expire by themselves.
-//   - Geo on a database site (schemas 4 and 5, geo.go, role.go): the
+//   - Geo on a database site (schemas 4 to 6, geo.go, role.go): the
 //     primary site's registry of secondaries (names, secret fingerprints,
 //     the newest contact any gate heard, when a gate last listed the node
 //     in its geo.yaml) in geo_nodes, shared by its gates and read back by

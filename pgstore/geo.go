@@ -31,7 +31,7 @@ import (
 //     ([DB.GeoNodes]), so its "geo status", nodes API, metrics and a
 //     failover's checks show the newest contact any gate heard, and which
 //     gate heard it.
-//   - Pruning (schema 5): a secondary dropped from geo.yaml must leave the
+//   - Pruning (schema 6): a secondary dropped from geo.yaml must leave the
 //     registry, but the gates of a site take a new geo.yaml one after the
 //     other, so a gate with the new file must not delete the row of a node
 //     a gate with the old file still serves. Every primary gate marks the
@@ -68,7 +68,7 @@ import (
 //     geo's RoleStore over it), one row whose epoch never goes down (a
 //     write with a lower epoch is refused), so every gate of the site, and
 //     every restart, sees the same role. Every write fires NOTIFY on
-//     [ChannelGeoRole] (schema 5); each gate's [Watcher] wakes its Guard,
+//     [ChannelGeoRole] (schema 6); each gate's [Watcher] wakes its Guard,
 //     which re-reads the row (never the payload) and takes a record whose
 //     epoch is not lower than its own: a term a secondary presents to one
 //     gate demotes every gate of the site at once.

@@ -13,7 +13,7 @@ import (
 // RoleStore is the geo.RoleStore of a site whose gates share the
 // database: the one row of geo_role ([DB.LoadGeoRole], [DB.SaveGeoRole]),
 // whose epoch never goes down. Every write fires NOTIFY on
-// [ChannelGeoRole] (schema 5), so every gate re-reads it at once
+// [ChannelGeoRole] (schema 6), so every gate re-reads it at once
 // ([Watcher.OnGeoRole]).
 type RoleStore struct{ DB *DB }
 

@@ -1,4 +1,4 @@
--- gitgate schema 5: the Geo registry's rows say when a gate last listed
+-- gitgate schema 6: the Geo registry's rows say when a gate last listed
 -- the node in its geo.yaml (listed_at, refreshed every heartbeat by every
 -- primary gate that lists it), so that a node removed from geo.yaml is
 -- removed from the registry only once no gate of the site has listed it
