@@ -176,9 +176,14 @@ func siteContacts(nodes []pgstore.GeoNode) []geo.SiteContact {
 
 // roleStore is where this site keeps its Geo role and failover term: the
 // data dir's file, or, for a site whose gates share a database, its
-// geo_role row (every gate, and every restart, sees the same role). A
-// database without a record takes the data dir's, if this gate has one (a
-// site that moved to the database keeps a demotion it had learnt).
+// geo_role row (every gate, and every restart, sees the same role). On a
+// database site the gate's file is kept in step at each start, the higher
+// epoch winning (the database on a tie): a database without a record, or
+// with an older one, takes the file's (a site that moved to the database
+// keeps a demotion it had learnt; a secondary's follower, which keeps its
+// term in its data dir, wrote a later one), and the file takes the
+// database's otherwise (a gate restarting as the secondary a failover
+// made of its site presents the site's term).
 func (s *serveCmd) roleStore(g *gate) (geo.RoleStore, error) {
 	files := geo.FileRoleStore{DataDir: s.dataDir}
 	if g == nil || g.shared == nil {
@@ -186,18 +191,34 @@ func (s *serveCmd) roleStore(g *gate) (geo.RoleStore, error) {
 	}
 	store := pgstore.RoleStore{DB: g.shared.db}
 	ctx := context.Background()
-	if _, ok, err := store.LoadRole(ctx); err != nil || ok {
-		return store, err
+	shared, inDB, err := store.LoadRole(ctx)
+	if err != nil {
+		return nil, err
 	}
-	rec, ok, err := files.LoadRole(ctx)
-	if err != nil || !ok {
-		return store, err
+	local, inFile, err := files.LoadRole(ctx)
+	if err != nil {
+		return nil, err
 	}
-	if err := store.SaveRole(ctx, rec); err != nil && !errors.Is(err, geo.ErrRoleBehind) {
-		return nil, fmt.Errorf("geo: copy the data dir's %s into the database: %w", geo.RoleFileName, err)
+	switch {
+	case inFile && (!inDB || local.Epoch > shared.Epoch):
+		if err := store.SaveRole(ctx, local); err != nil && !errors.Is(err, geo.ErrRoleBehind) {
+			return nil, fmt.Errorf("geo: copy the data dir's %s into the database: %w", geo.RoleFileName, err)
+		}
+		s.log.Info("geo: the data dir's role record is newer than the site's; copied into the database", "term", local.Term.String(), "role", local.Role)
+	case inDB && !(inFile && rolesSame(local, shared)):
+		if err := files.SaveRole(ctx, shared); err != nil {
+			return nil, err
+		}
 	}
-	s.log.Info("geo: the site's role is now kept in the database (copied from the data dir's role file)", "term", rec.Term.String(), "role", rec.Role)
 	return store, nil
+}
+
+// rolesSame compares two role records but for when they were written.
+func rolesSame(a, b geo.RoleRecord) bool {
+	a.Updated, b.Updated = time.Time{}, time.Time{}
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
 }
 
 // geoRoleChanged is the watcher's wake-up for a change of the site's role.

@@ -75,11 +75,6 @@ func (s *serveCmd) effectiveGeo(g *gate) (geoOptions, error) {
 		}
 		s.log.Info("geo: following the primary named in the site's role record (a planned failover repointed this site)",
 			"primary", rec.Follow.URL, "term", rec.Term.String())
-		if g != nil && g.shared != nil {
-			// As buildShared refuses --geo-role secondary on a database.
-			return o, errors.New("geo: the site's role record says this site follows " + rec.Follow.URL +
-				" (a planned failover demoted it), but a Geo secondary on --database-url is not supported yet")
-		}
 		o.role = geoSecondary
 		o.confirmPrimary = false
 		o.secondary.PrimaryURL, o.secondary.SecretFile, o.secondary.NodeName = rec.Follow.URL, rec.Follow.SecretFile, rec.Node
@@ -308,10 +303,6 @@ func (gs *geoSite) failoverHandler(f *geo.Failover, switchRole func(), log func(
 		if u := api.UserFrom(r.Context()); u != nil {
 			req.By = u.Name
 		}
-		if gs.failoverRefusal != "" {
-			writeJSONMessage(w, http.StatusConflict, "409 Conflict - "+gs.failoverRefusal)
-			return
-		}
 		log("geo failover requested", "user", req.By, "to", req.To, "dry_run", req.DryRun, "abort", req.Abort, "remote_addr", r.RemoteAddr)
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		w.WriteHeader(http.StatusOK)
@@ -416,9 +407,6 @@ func (s *serveCmd) reopenAfterFailover(g *gate, gs *geoSite) func(context.Contex
 // itself once confirmed.
 func (s *serveCmd) wireFailover(g *gate, gs *geoSite) {
 	gs.failover = &geo.Failover{DataDir: s.dataDir, Site: &failoverSite{s: s, g: g, gs: gs}}
-	if g.shared != nil {
-		gs.failoverRefusal = failoverOnDatabaseRefusal
-	}
 	gs.switchRole = s.requestRoleSwitch
 	gs.logInfo = s.log.Info
 	if gs.follower != nil {
@@ -428,12 +416,6 @@ func (s *serveCmd) wireFailover(g *gate, gs *geoSite) {
 		g.background = append(g.background, s.reopenAfterFailover(g, gs))
 	}
 }
-
-// failoverOnDatabaseRefusal refuses a planned failover of a site whose
-// gates share a database: its last steps restart every gate of the old
-// primary as a Geo secondary, which a gate on --database-url cannot run
-// yet (serve refuses it at start).
-const failoverOnDatabaseRefusal = "geo failover: not available yet for a site on --database-url: its gates would restart as Geo secondaries, which a gate on the database cannot run yet; nothing was changed"
 
 // failoverHandlers registers geo.FailoverPath (admin only), on both roles:
 // a demoted site finishes the failover's last step as a secondary.

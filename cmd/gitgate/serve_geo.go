@@ -157,10 +157,9 @@ type geoSite struct {
 	site     *siteSecondary  // secondary on a database: the election
 	lfsStore *lfs.Store      // primary: the LFS objects it serves to secondaries
 	guard    *geo.Guard      // primary: the failover term and the start-up fence
+	access   geo.AccessData  // primary: the access data served to secondaries
 	dataDir  string
 	failover *geo.Failover // the planned failover's step machine, on both roles
-	// failoverRefusal, if set, refuses every failover request (serve_failover.go).
-	failoverRefusal string
 	// switchRole restarts the gate in its new role; logInfo logs.
 	switchRole func()
 	logInfo    func(string, ...any)
@@ -198,12 +197,18 @@ func (s *serveCmd) setupGeoRole(g *gate) (*geoSite, error) {
 			return nil, err
 		}
 		s.log.Info("geo primary", "secondaries", v.Nodes())
-		feed := geo.NewFeed(g.resolver, s.git, s.dataDir, &geo.FileAccess{DataDir: s.dataDir}, s.log)
+		// The access data the secondaries replicate: the site's, in the
+		// database when its gates share one.
+		var acc geo.AccessData = &geo.FileAccess{DataDir: s.dataDir}
+		if g.shared != nil {
+			acc = &geo.DocumentAccess{Doc: g.shared.db.AccessDocument()}
+		}
+		feed := geo.NewFeed(g.resolver, s.git, s.dataDir, acc, s.log)
 		feed.ScanInterval = s.geo.scanInterval
 		p := geo.NewPrimary(g.live, v, s.log)
 		p.SetGuard(guard)
 		g.policy.Role = guard
-		return &geoSite{primary: p, verifier: v, feed: feed, guard: guard, dataDir: s.dataDir}, nil
+		return &geoSite{primary: p, verifier: v, feed: feed, guard: guard, dataDir: s.dataDir, access: acc}, nil
 	case geoSecondary:
 		if g.shared != nil {
 			return s.setupSiteSecondary(g, o)
@@ -275,7 +280,7 @@ func (gs *geoSite) handlers(register func(string, http.Handler), admin func(http
 		register("GET "+geo.NodesPath, admin(gs.primary.NodesHandler()))
 		register("GET "+geo.EventsPath, gs.primary.EventsHandler(gs.feed))
 		register("GET "+geo.RepositoriesPath, gs.primary.RepositoriesHandler(gs.feed))
-		register("GET "+geo.AccessPath, gs.primary.AccessHandler(&geo.FileAccess{DataDir: gs.dataDir}))
+		register("GET "+geo.AccessPath, gs.primary.AccessHandler(gs.access))
 		register("POST "+geo.ReportPath, gs.primary.ReportHandler())
 		gs.lfsHandlers(register)
 	case gs.follower != nil:
