@@ -76,8 +76,10 @@ import (
 // Wired into "gitgate serve": the registry on a primary site
 // (cmd/gitgate/serve_db_geo.go: fingerprints registered at start, a
 // mismatch refused; contacts recorded and read back every heartbeat;
-// listing and pruning), the role record read at start and on every change
-// by every primary gate, and a secondary site of several gates
+// listing and pruning; announcements of a failover's new primary), the
+// role record read at start and on every change by every primary gate (a
+// planned failover's promotion order and demotion go through it, so every
+// gate of the site takes part), and a secondary site of several gates
 // (cmd/gitgate/serve_db_secondary.go, and geo_secondary.go here: the
 // election around the follower and the replicator, whose writes go
 // through the elected gate's [Lease]).

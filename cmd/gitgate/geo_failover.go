@@ -150,7 +150,9 @@ func geoFailoverCommand() *cli.Command {
 			"Each step is persisted in the data dir's " + geo.FailoverFileName + " before it acts: a run that\n" +
 			"stops (timeout, failure, Ctrl-C) leaves maintenance on and one primary, and running the\n" +
 			"command again resumes it. --abort undoes it until step 4 begins. The target needs a url in\n" +
-			"this primary's " + geo.ConfigFileName + ", and its own " + geo.ConfigFileName + " listing this site and the other secondaries.",
+			"this primary's " + geo.ConfigFileName + ", and its own " + geo.ConfigFileName + " listing this site and the other secondaries.\n" +
+			"On a primary site whose gates share a database (--database-url), run it on any gate: every\n" +
+			"gate of the site takes part, and every gate restarts as a secondary of NODE at step 4.",
 		Flags: append(remoteFlags(),
 			&cli.StringFlag{Name: "to", Usage: "the secondary node to promote (as named in " + geo.ConfigFileName + "); empty resumes the failover in progress"},
 			&cli.StringFlag{Name: "message", Usage: "maintenance message during the failover"},
