@@ -99,7 +99,9 @@ func TestSiteGeoPlannedFailoverOfADatabasePrimary(t *testing.T) {
 	}
 	// Pushes through either old gate reach eu, which reopened.
 	work := t.TempDir()
-	url := func(g *gate) string { return strings.Replace(g.http, "http://", "http://alice:"+token+"@", 1) + "/proj.git" }
+	url := func(g *gate) string {
+		return strings.Replace(g.http, "http://", "http://alice:"+token+"@", 1) + "/proj.git"
+	}
 	gittest.MustGit(t, env, work, "clone", "-q", url(eu), ".")
 	for _, g := range []*gate{a, b} {
 		gittest.MustGit(t, env, work, "commit", "-q", "--allow-empty", "-m", "via "+g.name)
