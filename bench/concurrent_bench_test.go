@@ -1,13 +1,13 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -181,65 +181,38 @@ func cloneBatch(b *testing.B, env []string, url string, shallow bool, n int) int
 // concurrentRepo returns the generated repository, made once and kept in
 // bench/out.
 func concurrentRepo(b testing.TB, env []string) string {
-	_, file, _, _ := runtime.Caller(0)
-	out := filepath.Join(filepath.Dir(file), "out")
-	path := filepath.Join(out, concurrentRepoName)
-	if fileExists(filepath.Join(path, "done")) {
-		return path
-	}
-	os.RemoveAll(path)
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	gittest.MustGit(b, env, "", "init", "-q", "--bare", path)
-	cmd := exec.Command("git", "fast-import", "--quiet")
-	cmd.Dir, cmd.Env = path, env
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	rng := rand.New(rand.NewChaCha8([32]byte{1}))
-	blob := make([]byte, bigSize)
-	when := int64(1700000000)
-	commit := 0
-	write := func(format string, args ...any) { fmt.Fprintf(stdin, format, args...) }
-	newCommit := func() {
-		msg := fmt.Sprintf("commit %d", commit)
-		write("commit refs/heads/main\ncommitter Bench <bench@example.com> %d +0000\ndata %d\n%s\n", when+int64(commit), len(msg), msg)
-		commit++
-	}
-	bigBlob := func(path string) {
-		for i := range blob {
-			blob[i] = byte(rng.Uint32())
+	return importedRepo(b, env, concurrentRepoName, func(stdin *bufio.Writer) {
+		rng := rand.New(rand.NewChaCha8([32]byte{1}))
+		blob := make([]byte, bigSize)
+		when := int64(1700000000)
+		commit := 0
+		write := func(format string, args ...any) { fmt.Fprintf(stdin, format, args...) }
+		newCommit := func() {
+			msg := fmt.Sprintf("commit %d", commit)
+			write("commit refs/heads/main\ncommitter Bench <bench@example.com> %d +0000\ndata %d\n%s\n", when+int64(commit), len(msg), msg)
+			commit++
 		}
-		write("M 100644 inline %s\ndata %d\n", path, len(blob))
-		stdin.Write(blob)
-		write("\n")
-	}
-	newCommit()
-	for i := range bigFiles {
-		bigBlob(fmt.Sprintf("big/%02d.bin", i))
-	}
-	for c := range textCommits {
+		bigBlob := func(path string) {
+			for i := range blob {
+				blob[i] = byte(rng.Uint32())
+			}
+			write("M 100644 inline %s\ndata %d\n", path, len(blob))
+			stdin.Write(blob)
+			write("\n")
+		}
 		newCommit()
-		content := fmt.Sprintf("file %d, revision %d\n%s", c%50, c, strings.Repeat(fmt.Sprintf("line %d of commit %d\n", rng.Int(), c), 40))
-		write("M 100644 inline src/file%02d.txt\ndata %d\n%s\n", c%50, len(content), content)
-		if c%(textCommits/bigRewrites) == 0 {
-			bigBlob(fmt.Sprintf("big/%02d.bin", (c/(textCommits/bigRewrites))%bigFiles))
+		for i := range bigFiles {
+			bigBlob(fmt.Sprintf("big/%02d.bin", i))
 		}
-	}
-	stdin.Close()
-	if err := cmd.Wait(); err != nil {
-		b.Fatalf("fast-import: %v\n%s", err, stderr.String())
-	}
-	gittest.MustGit(b, env, path, "repack", "-adq")
-	writeFile(b, filepath.Join(path, "done"), "", 0o644)
-	return path
+		for c := range textCommits {
+			newCommit()
+			content := fmt.Sprintf("file %d, revision %d\n%s", c%50, c, strings.Repeat(fmt.Sprintf("line %d of commit %d\n", rng.Int(), c), 40))
+			write("M 100644 inline src/file%02d.txt\ndata %d\n%s\n", c%50, len(content), content)
+			if c%(textCommits/bigRewrites) == 0 {
+				bigBlob(fmt.Sprintf("big/%02d.bin", (c/(textCommits/bigRewrites))%bigFiles))
+			}
+		}
+	})
 }
 
 // copyRepo copies a repository (the gate installs hooks in it).

@@ -86,9 +86,58 @@ func (s *sourceText) line() string {
 // sourceRepo returns the source-like repository, made once and kept in
 // bench/out.
 func sourceRepo(b testing.TB, env []string) string {
+	return importedRepo(b, env, sourceRepoName, func(w *bufio.Writer) {
+		src := newSourceText(2)
+		rng := src.rng
+		files := make([][]string, srcDirs*srcFilesPerDir)
+		name := func(i int) string { return fmt.Sprintf("src/d%02d/f%04d.c", i/srcFilesPerDir, i) }
+		put := func(i int) {
+			content := strings.Join(files[i], "\n") + "\n"
+			fmt.Fprintf(w, "M 100644 inline %s\ndata %d\n%s\n", name(i), len(content), content)
+		}
+		commit := func(n int, msg string) {
+			fmt.Fprintf(w, "commit refs/heads/main\ncommitter Bench <bench@example.com> %d +0000\ndata %d\n%s\n", 1600000000+n*60, len(msg), msg)
+		}
+		commit(0, "initial import")
+		for i := range files {
+			for range srcLines {
+				files[i] = append(files[i], src.line())
+			}
+			put(i)
+		}
+		for c := 1; c <= srcCommits; c++ {
+			touched := 1 + rng.IntN(4)
+			msg := fmt.Sprintf("%s: %s %s when %s\n\n%s %s %s %s %s %s.\n", src.word(), src.word(), src.word(), src.word(),
+				src.word(), src.word(), src.word(), src.word(), src.word(), src.word())
+			commit(c, msg)
+			for range touched {
+				i := rng.IntN(len(files))
+				lines := files[i]
+				at := rng.IntN(len(lines))
+				n := 1 + rng.IntN(40)
+				fresh := make([]string, n)
+				for k := range fresh {
+					fresh[k] = src.line()
+				}
+				// Replace n lines; the file grows or shrinks by a few lines
+				// towards srcLines.
+				del := min(n+rng.IntN(7)-3+(len(lines)-srcLines)/8, len(lines)-at)
+				del = max(del, 0)
+				lines = append(lines[:at:at], append(fresh, lines[at+del:]...)...)
+				files[i] = lines
+				put(i)
+			}
+		}
+	})
+}
+
+// importedRepo returns the repository name under bench/out, made once by
+// feeding git fast-import what feed writes, then repacked; a "done" file
+// marks it whole, so an interrupted generation starts again.
+func importedRepo(b testing.TB, env []string, name string, feed func(w *bufio.Writer)) string {
 	_, file, _, _ := runtime.Caller(0)
 	out := filepath.Join(filepath.Dir(file), "out")
-	path := filepath.Join(out, sourceRepoName)
+	path := filepath.Join(out, name)
 	if fileExists(filepath.Join(path, "done")) {
 		return path
 	}
@@ -109,47 +158,7 @@ func sourceRepo(b testing.TB, env []string) string {
 		b.Fatal(err)
 	}
 	w := bufio.NewWriterSize(pipe, 1<<20)
-	src := newSourceText(2)
-	rng := src.rng
-	files := make([][]string, srcDirs*srcFilesPerDir)
-	name := func(i int) string { return fmt.Sprintf("src/d%02d/f%04d.c", i/srcFilesPerDir, i) }
-	put := func(i int) {
-		content := strings.Join(files[i], "\n") + "\n"
-		fmt.Fprintf(w, "M 100644 inline %s\ndata %d\n%s\n", name(i), len(content), content)
-	}
-	commit := func(n int, msg string) {
-		fmt.Fprintf(w, "commit refs/heads/main\ncommitter Bench <bench@example.com> %d +0000\ndata %d\n%s\n", 1600000000+n*60, len(msg), msg)
-	}
-	commit(0, "initial import")
-	for i := range files {
-		for range srcLines {
-			files[i] = append(files[i], src.line())
-		}
-		put(i)
-	}
-	for c := 1; c <= srcCommits; c++ {
-		touched := 1 + rng.IntN(4)
-		msg := fmt.Sprintf("%s: %s %s when %s\n\n%s %s %s %s %s %s.\n", src.word(), src.word(), src.word(), src.word(),
-			src.word(), src.word(), src.word(), src.word(), src.word(), src.word())
-		commit(c, msg)
-		for range touched {
-			i := rng.IntN(len(files))
-			lines := files[i]
-			at := rng.IntN(len(lines))
-			n := 1 + rng.IntN(40)
-			fresh := make([]string, n)
-			for k := range fresh {
-				fresh[k] = src.line()
-			}
-			// Replace n lines; the file grows or shrinks by a few lines
-			// towards srcLines.
-			del := min(n+rng.IntN(7)-3+(len(lines)-srcLines)/8, len(lines)-at)
-			del = max(del, 0)
-			lines = append(lines[:at:at], append(fresh, lines[at+del:]...)...)
-			files[i] = lines
-			put(i)
-		}
-	}
+	feed(w)
 	if err := w.Flush(); err != nil {
 		b.Fatal(err)
 	}
