@@ -78,7 +78,10 @@ func TestSiteRefFence(t *testing.T) {
 	}
 	for i, u := range urls {
 		dir := t.TempDir()
-		gittest.MustGit(t, s.env, dir, "clone", "-q", bare, ".")
+		// --no-local: a local clone copies the objects directory as it is,
+		// with the quarantine directory of a push already running there,
+		// which can vanish mid-copy.
+		gittest.MustGit(t, s.env, dir, "clone", "-q", "--no-local", bare, ".")
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -98,12 +98,17 @@ func TestMaintenanceFenceRace(t *testing.T) {
 		"http://dev:" + devToken + "@" + httpHost + "/project.git",
 		"ssh://git@" + sshHost + "/project.git",
 	}
+	// Every pusher clones before any pushes: a local clone copies the
+	// objects directory as it is, and a push running meanwhile has a
+	// quarantine directory there that vanishes mid-copy.
 	pushers := make([]*fencePusher, len(urls))
-	var wg sync.WaitGroup
 	for i, u := range urls {
 		p := &fencePusher{url: u, branch: fmt.Sprintf("w%d", i), dir: t.TempDir(), env: append(slices.Clip(env), "GIT_SSH_COMMAND="+sshCmd)}
 		gittest.MustGit(t, env, p.dir, "clone", "-q", bare, ".")
 		pushers[i] = p
+	}
+	var wg sync.WaitGroup
+	for _, p := range pushers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
