@@ -19,7 +19,9 @@
 // and stdin. The gate ([Server]) looks the secret up: it names the
 // upload-pack run it was made for, so the hook cannot choose the repository
 // or the user; it checks the arguments against the short list upload-pack
-// uses, and asks the [Cache] for the pack. The progress lines of a
+// uses, and only then reads the stdin, once the stdin held by all requests
+// leaves room for it (stdinBudget; a request that waits past its read
+// deadline gets the busy message); then it asks the [Cache] for the pack. The progress lines of a
 // generation come back over the socket as frames; the hook writes them to
 // its stderr, which upload-pack forwards to the client as today (as
 // sideband "remote: " lines).

@@ -2,6 +2,7 @@ package packcache
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"os"
 	"strings"
 	"sync"
+
+	"golang.org/x/sync/semaphore"
 )
 
 // The hook's request on the socket is: protoMagic, then length-prefixed
@@ -79,32 +82,61 @@ func writeRequestBody(w io.Writer, secret string, args []string, stdin []byte) e
 	return bw.Flush()
 }
 
-// readRequest reads a hook's request, bounded in every part.
-func readRequest(r *bufio.Reader) (secret string, args []string, stdin []byte, err error) {
+// readRequestHead reads a hook's request up to its stdin, bounded in every
+// part: the greeting, the secret and the arguments.
+func readRequestHead(r *bufio.Reader) (secret string, args []string, err error) {
 	magic := make([]byte, len(protoMagic))
 	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != protoMagic {
-		return "", nil, nil, fmt.Errorf("%w: bad greeting", errProto)
+		return "", nil, fmt.Errorf("%w: bad greeting", errProto)
 	}
 	s, err := readField(r, maxSecret)
 	if err != nil {
-		return "", nil, nil, err
+		return "", nil, err
 	}
 	n, err := r.ReadByte()
 	if err != nil {
-		return "", nil, nil, err
+		return "", nil, err
 	}
 	if n > maxArgs {
-		return "", nil, nil, fmt.Errorf("%w: %d arguments", errProto, n)
+		return "", nil, fmt.Errorf("%w: %d arguments", errProto, n)
 	}
 	for range int(n) {
 		a, err := readField(r, maxArgLen)
 		if err != nil {
-			return "", nil, nil, err
+			return "", nil, err
 		}
 		args = append(args, string(a))
 	}
-	stdin, err = readField(r, MaxStdin)
-	return string(s), args, stdin, err
+	return string(s), args, nil
+}
+
+// errStdinBudget refuses a request whose stdin would take the in-flight
+// stdin of all requests over the server's budget until its deadline.
+var errStdinBudget = errors.New("too many large fetch requests at once")
+
+// readStdin reads the request's last field, pack-objects' stdin (at most
+// MaxStdin bytes), once budget has room for it: the room is reserved before
+// a byte is allocated, and waited for until ctx ends. release gives it
+// back; it is nil when err is not.
+func readStdin(ctx context.Context, r io.Reader, budget *semaphore.Weighted) (stdin []byte, release func(), err error) {
+	var n [4]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return nil, nil, err
+	}
+	size := int64(binary.BigEndian.Uint32(n[:]))
+	if size > MaxStdin {
+		return nil, nil, fmt.Errorf("%w: stdin of %d bytes (limit %d)", errProto, size, MaxStdin)
+	}
+	if err := budget.Acquire(ctx, size); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", errStdinBudget, err)
+	}
+	release = sync.OnceFunc(func() { budget.Release(size) })
+	stdin = make([]byte, size)
+	if _, err := io.ReadFull(r, stdin); err != nil {
+		release()
+		return nil, nil, err
+	}
+	return stdin, release, nil
 }
 
 // frameWriter writes frames of one type; writes from several goroutines

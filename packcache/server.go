@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/gitgate/gitgate/gitgate"
 	"github.com/gitgate/gitgate/internal/unixsock"
 )
@@ -25,6 +27,11 @@ const (
 	writeIdle      = 10 * time.Minute // a hook that reads nothing for this long is dropped
 	maxConns       = 4096
 	socketBuffer   = 4 << 20 // so that a frame or several are in flight
+
+	// stdinBudget bounds the stdin held by all requests at once: a fetch
+	// whose haves name most objects of a large repository sends MaxStdin,
+	// and --max-git of them would otherwise hold 64 × 32 MiB.
+	stdinBudget = 4 * MaxStdin
 )
 
 // Server answers the pack-objects hook on a Unix socket and hands out the
@@ -35,6 +42,9 @@ type Server struct {
 	socket  string
 	hookCmd string
 	log     *slog.Logger
+
+	stdin       *semaphore.Weighted // bytes of stdin held by requests (stdinBudget)
+	readTimeout time.Duration       // to read a request (requestTimeout)
 
 	mu       sync.Mutex
 	sessions map[string]session
@@ -54,7 +64,8 @@ func NewServer(cache *Cache, socket, hookCmd string, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cache: cache, socket: socket, hookCmd: hookCmd, log: log, sessions: map[string]session{}, idle: make(chan struct{})}
+	return &Server{cache: cache, socket: socket, hookCmd: hookCmd, log: log,
+		stdin: semaphore.NewWeighted(stdinBudget), readTimeout: requestTimeout, sessions: map[string]session{}, idle: make(chan struct{})}
 }
 
 // Listen listens on the server's socket, readable by its owner only,
@@ -160,15 +171,16 @@ func (s *Server) handle(ctx context.Context, conn net.Conn) {
 	if uc, ok := conn.(*net.UnixConn); ok {
 		uc.SetWriteBuffer(socketBuffer)
 	}
-	conn.SetReadDeadline(time.Now().Add(requestTimeout))
+	deadline := time.Now().Add(s.readTimeout)
+	conn.SetReadDeadline(deadline)
 	greeting, pipe, err := recvGreeting(conn)
+	var r *bufio.Reader
 	var secret string
 	var args []string
-	var stdin []byte
 	if err == nil {
-		secret, args, stdin, err = readRequest(bufio.NewReader(io.MultiReader(bytes.NewReader(greeting), conn)))
+		r = bufio.NewReader(io.MultiReader(bytes.NewReader(greeting), conn))
+		secret, args, err = readRequestHead(r)
 	}
-	conn.SetReadDeadline(time.Time{})
 	mu := &sync.Mutex{}
 	w := deadlineWriter{conn}
 	var stdout io.Writer = frameWriter{mu: mu, w: w, whole: true, t: frameStdout}
@@ -190,6 +202,8 @@ func (s *Server) handle(ctx context.Context, conn net.Conn) {
 		s.log.Warn("pack-objects hook: bad request", "err", err)
 		return
 	}
+	// Who is asking is known before the stdin is read: nothing but a
+	// request of a running upload-pack makes the gate hold its stdin.
 	s.mu.Lock()
 	sess, ok := s.sessions[secret]
 	s.mu.Unlock()
@@ -205,6 +219,23 @@ func (s *Server) handle(ctx context.Context, conn net.Conn) {
 		exit(128)
 		return
 	}
+	readCtx, cancelRead := context.WithDeadline(ctx, deadline)
+	stdin, release, err := readStdin(readCtx, r, s.stdin)
+	cancelRead()
+	conn.SetReadDeadline(time.Time{})
+	if errors.Is(err, errStdinBudget) {
+		s.log.Warn("pack-objects refused", "repo", sess.repo, "user", sess.user, "err", err)
+		fmt.Fprintln(stderr, gitgate.BusyMessage)
+		exit(128)
+		return
+	}
+	if err != nil {
+		s.log.Warn("pack-objects hook: bad request", "repo", sess.repo, "user", sess.user, "err", err)
+		return
+	}
+	// A generation that goes on after this request (for the others) keeps
+	// its stdin until it ends; the limiter bounds those.
+	defer release()
 	// The hook sends nothing after its request: a read that returns means
 	// it has gone (its upload-pack died with the client), and so has the
 	// reader of what this request would write. Its wait for a slot and a

@@ -13,7 +13,7 @@ import (
 )
 
 // startServer serves c on a socket in a temp dir until the test ends.
-func startServer(t *testing.T, c *Cache) *Server {
+func startServer(t *testing.T, c *Cache, opts ...func(*Server)) *Server {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "pc-sock-") // short: sun_path is 108 bytes
 	if err != nil {
@@ -21,6 +21,9 @@ func startServer(t *testing.T, c *Cache) *Server {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	srv := NewServer(c, filepath.Join(dir, "s"), "unused", nil)
+	for _, o := range opts {
+		o(srv)
+	}
 	ln, err := srv.Listen()
 	if err != nil {
 		t.Fatal(err)
