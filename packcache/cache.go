@@ -41,6 +41,14 @@ type Config struct {
 	MaxBytes int64
 	// Disabled runs pack-objects for every request (the limits still apply).
 	Disabled bool
+	// MinOccurrences is how many times a key must have been asked for
+	// before (each within MaxAge of the one before) for its pack to be
+	// written into the cache. 0 caches every pack. With 1, a request seen
+	// for the first time runs pack-objects straight to its client, as
+	// without the cache, and only a key asked for again is cached: most
+	// fetches are unique (their haves differ), and writing their packs
+	// costs the server a copy of every byte.
+	MinOccurrences int
 	// GenerationTimeout bounds one pack-objects run (zero: default).
 	GenerationTimeout time.Duration
 	// Git is the git binary (a path).
@@ -83,10 +91,23 @@ type Cache struct {
 	ctx       context.Context // the server's: generations outlive their first client
 	writeable bool
 
-	mu      sync.Mutex
-	entries map[string]*entry
-	total   int64
-	wg      sync.WaitGroup
+	mu           sync.Mutex
+	entries      map[string]*entry
+	total        int64
+	seen         map[string]sighting // keys not cached yet (MinOccurrences)
+	maxSightings int
+	wg           sync.WaitGroup
+}
+
+// maxSightings bounds the keys the cache remembers for MinOccurrences:
+// past it the memory is emptied (a flood of unique fetches cannot grow
+// it; a key asked for again only starts counting afresh).
+const maxSightings = 1 << 16
+
+// sighting is how often a key not cached yet was asked for, and when last.
+type sighting struct {
+	n    int
+	last time.Time
 }
 
 // entry is one pack, complete or being generated.
@@ -131,6 +152,7 @@ func New(ctx context.Context, cfg Config) (*Cache, error) {
 	c := &Cache{
 		cfg: cfg, gitVer: strings.TrimSpace(string(out)), stats: cfg.Stats, log: cfg.Log, ctx: ctx,
 		limiter: NewLimiter(cfg.Limits, cfg.Stats), entries: map[string]*entry{},
+		seen: map[string]sighting{}, maxSightings: maxSightings,
 	}
 	if !cfg.Disabled {
 		// A directory that cannot be prepared now is tried again by every
@@ -229,6 +251,11 @@ func (c *Cache) Serve(ctx context.Context, req Request, stdout, stderr io.Writer
 		c.dropLocked(e)
 		e = nil
 	}
+	if e == nil && !c.occurredLocked(key, now) {
+		c.mu.Unlock()
+		c.stats.Uncached.Add(1)
+		return c.direct(ctx, req, stdout, stderr)
+	}
 	first := e == nil
 	if first {
 		e = &entry{key: key, dir: c.cfg.Dir, created: now, changed: make(chan struct{}),
@@ -265,6 +292,29 @@ func (c *Cache) Serve(ctx context.Context, req Request, stdout, stderr io.Writer
 		fmt.Fprintln(stderr, "fatal: the pack could not be generated; try again")
 	}
 	return 128, err
+}
+
+// occurredLocked reports whether key was asked for at least
+// MinOccurrences times before, and counts this time if not.
+func (c *Cache) occurredLocked(key string, now time.Time) bool {
+	if c.cfg.MinOccurrences <= 0 {
+		return true
+	}
+	s, ok := c.seen[key]
+	if ok && now.Sub(s.last) < c.cfg.MaxAge && s.n >= c.cfg.MinOccurrences {
+		delete(c.seen, key) // the entry stands for it from now on
+		return true
+	}
+	if !ok || now.Sub(s.last) >= c.cfg.MaxAge {
+		s = sighting{}
+		if !ok && len(c.seen) >= c.maxSightings {
+			clear(c.seen)
+		}
+	}
+	s.n++
+	s.last = now
+	c.seen[key] = s
+	return false
 }
 
 // direct runs pack-objects for req straight to the client, under the
@@ -514,11 +564,17 @@ func (c *Cache) Run(ctx context.Context, interval time.Duration) error {
 	}
 }
 
-// Clean removes the entries expired at now and those over the size cap.
+// Clean removes the entries expired at now and those over the size cap,
+// and forgets the keys not asked for within MaxAge.
 func (c *Cache) Clean(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.evictLocked(now)
+	for key, s := range c.seen {
+		if now.Sub(s.last) >= c.cfg.MaxAge {
+			delete(c.seen, key)
+		}
+	}
 }
 
 // Wait waits for the generations in progress (their context must end or

@@ -19,6 +19,7 @@ type Stats struct {
 	Running      atomic.Int64 // git pack-objects processes running now
 	Queued       atomic.Int64 // generations waiting for a slot now
 	Fallbacks    atomic.Int64 // requests served without the cache (cache unwritable or full)
+	Uncached     atomic.Int64 // requests served without the cache: their key was not asked for MinOccurrences times before
 	Spliced      atomic.Int64 // requests whose pack the gate wrote straight into upload-pack's pipe
 	Failures     atomic.Int64 // generations that failed
 	Evictions    atomic.Int64 // entries removed (expired, over the size cap)
@@ -97,6 +98,7 @@ func (s *Stats) Collectors() []prometheus.Collector {
 		counter("gitgate_pack_objects_cache_joins_total", "Pack requests that streamed a pack still being generated.", &s.Joins),
 		counter("gitgate_pack_objects_cache_served_bytes_total", "Bytes sent from the cache to hits and joins.", &s.BytesServed),
 		counter("gitgate_pack_objects_cache_fallbacks_total", "Pack requests served by a plain pack-objects because the cache could not be written.", &s.Fallbacks),
+		counter("gitgate_pack_objects_cache_uncached_total", "Pack requests served by a plain pack-objects because their key had not been asked for --pack-objects-cache-min-occurrences times before.", &s.Uncached),
 		counter("gitgate_pack_objects_direct_pipe_total", "Pack requests whose pack the gate wrote straight into upload-pack's pipe (passed by the hook), not through the hook.", &s.Spliced),
 		counter("gitgate_pack_objects_cache_evictions_total", "Cache entries removed (expired or over the size cap).", &s.Evictions),
 		gauge("gitgate_pack_objects_cache_bytes", "Bytes of the complete cache entries on disk.", &s.CacheBytes),

@@ -26,6 +26,7 @@ type packCacheOptions struct {
 	dir        string
 	maxAge     time.Duration
 	maxBytes   int64
+	minOccur   int // --pack-objects-cache-min-occurrences
 	limits     packcache.Limits
 }
 
@@ -60,6 +61,12 @@ func packCacheFlags() []cli.Flag {
 			Usage:   "how long a generated pack is served again",
 			Value:   packcache.DefaultMaxAge,
 			EnvVars: []string{"GITGATE_PACK_OBJECTS_CACHE_MAX_AGE"},
+		},
+		&cli.IntFlag{
+			Name:    "pack-objects-cache-min-occurrences",
+			Usage:   "cache a pack only when its fetch was asked for this many times before (within the max age); 0 caches every pack, 1 skips unique fetches as Gitaly does",
+			Value:   0,
+			EnvVars: []string{"GITGATE_PACK_OBJECTS_CACHE_MIN_OCCURRENCES"},
 		},
 		&cli.StringFlag{
 			Name:    "pack-objects-cache-max-size",
@@ -102,6 +109,7 @@ func packCacheOptionsFrom(c *cli.Context, dataDir string) (packCacheOptions, err
 		cache:      c.Bool("pack-objects-cache"),
 		dir:        c.String("pack-objects-cache-dir"),
 		maxAge:     c.Duration("pack-objects-cache-max-age"),
+		minOccur:   c.Int("pack-objects-cache-min-occurrences"),
 		limits: packcache.Limits{
 			PerRepo:      c.Int("pack-objects-per-repo"),
 			Queue:        c.Int("pack-objects-queue"),
@@ -114,6 +122,9 @@ func packCacheOptionsFrom(c *cli.Context, dataDir string) (packCacheOptions, err
 	}
 	if o.maxAge <= 0 {
 		return o, usageError{fmt.Errorf("--pack-objects-cache-max-age must be positive")}
+	}
+	if o.minOccur < 0 {
+		return o, usageError{fmt.Errorf("--pack-objects-cache-min-occurrences must be 0 or more")}
 	}
 	if o.limits.QueueTimeout <= 0 {
 		return o, usageError{fmt.Errorf("--pack-objects-queue-timeout must be positive")}
@@ -156,7 +167,7 @@ func (s *serveCmd) packObjectsServer(ctx context.Context, g *gate) (func(context
 	}
 	genCtx, stopGen := context.WithCancel(context.WithoutCancel(ctx))
 	cache, err := packcache.New(genCtx, packcache.Config{
-		Dir: o.dir, MaxAge: o.maxAge, MaxBytes: o.maxBytes, Disabled: !o.cache,
+		Dir: o.dir, MaxAge: o.maxAge, MaxBytes: o.maxBytes, Disabled: !o.cache, MinOccurrences: o.minOccur,
 		Git: g.runner.GitPath(), Env: g.runner.BaseEnv(), Limits: o.limits, Log: s.log,
 	})
 	if err != nil {
