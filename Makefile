@@ -43,7 +43,8 @@ lint:
 ## then prints every figure with its spread. Raw results stay in bench/out/.
 BENCHCOUNT ?= 10
 ## 1, 8 and 32 concurrent clones of two generated repositories of about 128 MiB (source-like,
-## incompressible), per server: CONCCOUNT batches each; then the SSH costs against OpenSSH.
+## incompressible), per server: CONCCOUNT batches each; then the SSH costs against OpenSSH and
+## the server CPU of a cold full clone with and without the pack-objects cache.
 CONCCOUNT ?= 3
 bench:
 	bash bench/setup.sh
@@ -51,6 +52,7 @@ bench:
 	$(GO) test -run '^$$' -bench '^BenchmarkClone$$' -benchtime 10x -count $(BENCHCOUNT) -timeout 60m ./bench/ | tee bench/out/clone.txt
 	$(GO) test -run '^$$' -bench '^BenchmarkConcurrentClones$$' -benchtime 1x -count $(CONCCOUNT) -timeout 90m ./bench/ | tee bench/out/concurrent.txt
 	$(GO) test -run '^$$' -bench '^BenchmarkSSHCosts$$' -benchtime 2x -count $(CONCCOUNT) -timeout 30m ./bench/ | tee bench/out/ssh.txt
+	$(GO) test -run '^$$' -bench '^BenchmarkColdClone$$' -benchtime 4x -count $(CONCCOUNT) -timeout 30m ./bench/ | tee bench/out/cold.txt
 	$(GO) test -run '^$$' -bench . -benchtime 3x -count $(BENCHCOUNT) -timeout 20m ./hooks/ ./geo/ | tee bench/out/hooks-geo.txt
 	$(GO) test -run '^$$' -bench SiteToggle -benchtime 200x -count 1 -timeout 20m ./bench/site/ | tee bench/out/site.txt
 	$(GO) test -run '^$$' -bench Hook -benchtime 50x -count $(BENCHCOUNT) -timeout 20m ./bench/site/ | tee -a bench/out/site.txt
@@ -58,6 +60,7 @@ bench:
 	$(GO) tool benchstat bench/out/clone.txt
 	$(GO) tool benchstat bench/out/concurrent.txt
 	$(GO) tool benchstat bench/out/ssh.txt
+	$(GO) tool benchstat bench/out/cold.txt
 	$(GO) tool benchstat bench/out/hooks-geo.txt
 	$(GO) tool benchstat bench/out/site.txt
 
