@@ -61,35 +61,22 @@ func BenchmarkSSHCosts(b *testing.B) {
 		{"gate-nohook", "ssh://git@" + plain.sshAddr + "/bench.git", func() []int { return []int{plain.pid} }, false},
 		{"openssh", "ssh://" + login + "@" + sshdAddr + sshdRepo, func() []int { return childrenNamed(self, "sshd") }, false},
 	}
-	clone := func(s server) time.Duration {
-		before := treeCPU(b, s.roots())
-		dst := filepath.Join(b.TempDir(), "clone")
-		gittest.MustGit(b, sshEnv, "", "clone", "-q", "--bare", s.url, dst)
-		cpu := treeCPU(b, s.roots()) - before
-		os.RemoveAll(dst)
-		return cpu
-	}
+	clone := func(s server) time.Duration { return cloneCPU(b, sshEnv, s.url, s.roots()) }
 	clone(servers[1]) // fills the warm gate's cache
 	cpu := make([]time.Duration, len(servers))
 	lsRemote := make([]time.Duration, len(servers))
-	var load float64
-	for i := 0; b.Loop(); i++ {
-		load += loadAverage()
-		for j := range servers {
-			k := (i + j) % len(servers)
-			s := servers[k]
-			time.Sleep(cacheMaxAge + cacheMaxAge/2) // the gate's cache is cold
-			cpu[k] += clone(s)
-			var runs []time.Duration
-			for range lsRemoteRuns {
-				start := time.Now()
-				gittest.MustGit(b, sshEnv, "", "ls-remote", s.url)
-				runs = append(runs, time.Since(start))
-			}
-			slices.Sort(runs)
-			lsRemote[k] += runs[len(runs)/2]
+	load := eachInTurn(b, len(servers), func(k int) {
+		s := servers[k]
+		cpu[k] += clone(s)
+		var runs []time.Duration
+		for range lsRemoteRuns {
+			start := time.Now()
+			gittest.MustGit(b, sshEnv, "", "ls-remote", s.url)
+			runs = append(runs, time.Since(start))
 		}
-	}
+		slices.Sort(runs)
+		lsRemote[k] += runs[len(runs)/2]
+	})
 	n := float64(b.N)
 	openssh := len(servers) - 1
 	for k, s := range servers {
@@ -104,5 +91,34 @@ func BenchmarkSSHCosts(b *testing.B) {
 		}
 	}
 	b.ReportMetric(lsRemote[openssh].Seconds()*1000/n, "openssh-ls-remote-ms")
-	b.ReportMetric(load/n, "load1")
+	b.ReportMetric(load, "load1")
+}
+
+// cloneCPU clones url (bare, with env) and returns the server CPU it cost:
+// treeCPU of the server's roots before and after.
+func cloneCPU(b *testing.B, env []string, url string, roots []int) time.Duration {
+	before := treeCPU(b, roots)
+	dst := filepath.Join(b.TempDir(), "clone")
+	gittest.MustGit(b, env, "", "clone", "-q", "--bare", url, dst)
+	cpu := treeCPU(b, roots) - before
+	os.RemoveAll(dst)
+	return cpu
+}
+
+// eachInTurn calls f for each of n servers once per b.Loop iteration, the
+// first one further in every iteration, each after the gates' caches have
+// gone cold (1.5 × cacheMaxAge), and returns the mean 1-minute load
+// average at the iterations' start.
+func eachInTurn(b *testing.B, n int, f func(k int)) float64 {
+	var load float64
+	iterations := 0
+	for i := 0; b.Loop(); i++ {
+		load += loadAverage()
+		iterations++
+		for j := range n {
+			time.Sleep(cacheMaxAge + cacheMaxAge/2)
+			f((i + j) % n)
+		}
+	}
+	return load / float64(iterations)
 }
