@@ -4,12 +4,16 @@ package gittest
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // Env returns an environment for git that ignores system and user config,
@@ -36,16 +40,46 @@ type Result struct {
 	Err            error
 }
 
+// Timeout bounds every git command that [Git] and [MustGit] run: far
+// longer than any test's git needs, far shorter than go test's own
+// timeout, so that a hung git names itself.
+const Timeout = 5 * time.Minute
+
 // Git runs git with args in dir and returns what it printed; it does not
-// fail the test when git fails.
+// fail the test when git fails. A git that runs longer than [Timeout] is
+// killed with its process group (its helpers: ssh, remote-http,
+// pack-objects) and fails the test with its command line, what it printed
+// so far and "timed out"; its Result's Err says so too. Git may be called
+// from other goroutines than the test's.
 func Git(t testing.TB, env []string, dir string, args ...string) Result {
 	t.Helper()
-	cmd := exec.Command("git", args...)
+	return run(t, Timeout, env, dir, args...)
+}
+
+// run is [Git] with a deadline of timeout.
+func run(t testing.TB, timeout time.Duration, env []string, dir string, args ...string) Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "git", args...)
 	cmd.Dir, cmd.Env = dir, env
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
+	// Its own session: its own process group, so that the helpers git
+	// started go with it, and no terminal to prompt on.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	// A helper that escaped the group must not hold the output pipes open
+	// (Run waits for the copies into out and errb, so they may be read).
+	cmd.WaitDelay = 10 * time.Second
 	err := cmd.Run()
-	return Result{Stdout: out.String(), Stderr: errb.String(), Err: err}
+	r := Result{Stdout: out.String(), Stderr: errb.String(), Err: err}
+	if ctx.Err() != nil {
+		r.Err = fmt.Errorf("timed out after %s: %w", timeout, err)
+		t.Errorf("git %s (in %s): timed out after %s, killed\nstdout so far:\n%s\nstderr so far:\n%s",
+			strings.Join(args, " "), dir, timeout, r.Stdout, r.Stderr)
+	}
+	return r
 }
 
 // MustGit runs git and fails the test if it fails. It returns stdout,
