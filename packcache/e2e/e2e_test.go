@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,24 +35,38 @@ func TestMain(m *testing.M) {
 	}
 	gitgateBin = filepath.Join(dir, "gitgate")
 	_, file, _, _ := runtime.Caller(0)
-	build := exec.Command("go", "build", "-o", gitgateBin, "./cmd/gitgate")
+	// go test's own timeout is not armed yet in TestMain.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, "go", "build", "-o", gitgateBin, "./cmd/gitgate")
 	build.Dir = filepath.Join(filepath.Dir(file), "..", "..")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build gitgate: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	cancel()
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
 // holdingGit is the --git of the gates: real git, except that pack-objects
-// first reads the FIFO $PACK_HOLD when it exists, so that a test can keep a
-// generation running for as long as it needs.
+// first waits while the file $PACK_HOLD exists (at most 5 minutes), and
+// says so by creating $PACK_HOLD.held, so that a test can keep a generation
+// running for as long as it needs (see hold).
 func holdingGit(t *testing.T, dir string) string {
 	t.Helper()
 	path := filepath.Join(dir, "git")
-	script := "#!/bin/sh\ncase \"$*\" in *pack-objects*) if [ -p \"$PACK_HOLD\" ]; then cat \"$PACK_HOLD\" >/dev/null; fi ;; esac\nexec git \"$@\"\n"
+	script := `#!/bin/sh
+case "$*" in *pack-objects*)
+	if [ -e "$PACK_HOLD" ]; then
+		: >"$PACK_HOLD.held"
+		i=0
+		while [ -e "$PACK_HOLD" ] && [ $i -lt 6000 ]; do sleep 0.05; i=$((i+1)); done
+	fi ;;
+esac
+exec git "$@"
+`
 	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -79,9 +96,16 @@ func startGate(t *testing.T, args ...string) *gate {
 	key := filepath.Join(dir, "id_alice")
 	run := func(name string, args ...string) {
 		t.Helper()
-		cmd := exec.Command(name, args...)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, name, args...)
 		cmd.Env = g.env
-		if out, err := cmd.CombinedOutput(); err != nil {
+		cmd.WaitDelay = 5 * time.Second
+		out, err := cmd.CombinedOutput()
+		if ctx.Err() != nil {
+			t.Fatalf("%s %s: timed out after 1m, killed\n%s", name, strings.Join(args, " "), out)
+		}
+		if err != nil {
 			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 		}
 	}
@@ -171,15 +195,21 @@ func (g *gate) git(t *testing.T, dir string, args ...string) gittest.Result {
 	return gittest.Git(t, env, dir, args...)
 }
 
+// metricsClient reads the gates' /metrics, with a deadline.
+var metricsClient = &http.Client{Timeout: 30 * time.Second}
+
 // metric reads one sample of the gate's /metrics.
 func (g *gate) metric(t *testing.T, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(g.url + "/metrics")
+	resp, err := metricsClient.Get(g.url + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read /metrics: %v", err)
+	}
 	for _, line := range strings.Split(string(body), "\n") {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			f, err := strconv.ParseFloat(v, 64)
@@ -213,29 +243,37 @@ func refs(t *testing.T, g *gate, dir string) string {
 	return gittest.MustGit(t, g.env, dir, "for-each-ref", "--format=%(objectname) %(refname)")
 }
 
-// hold makes the next generations wait until the returned func is called.
-func hold(t *testing.T, g *gate) func() {
+// holdFile is the file whose presence holds the generations (the gate's
+// $PACK_HOLD).
+func (g *gate) holdFile() string { return filepath.Join(filepath.Dir(g.data), "hold") }
+
+// hold makes the next generations wait until the returned func is called
+// (at the latest when the test ends). Releasing removes a file, so it never
+// waits, whether a generation was held or none came.
+func hold(t *testing.T, g *gate) (release func()) {
 	t.Helper()
-	fifo := filepath.Join(filepath.Dir(g.data), "hold")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+	if err := os.WriteFile(g.holdFile(), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var once sync.Once
-	release := func() {
-		once.Do(func() {
-			// Unlink first, so that no later generation waits; then let
-			// the waiting one go (its cat holds the FIFO open).
-			moved := fifo + ".released"
-			os.Rename(fifo, moved)
-			f, err := os.OpenFile(moved, os.O_WRONLY, 0)
-			if err == nil {
-				f.Close()
-			}
-			os.Remove(moved)
-		})
+	release = func() {
+		if err := os.Remove(g.holdFile()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("release the held generations: %v", err)
+		}
 	}
 	t.Cleanup(release)
 	return release
+}
+
+// waitHeld waits until a generation is held by hold (at most 30 s).
+func waitHeld(t *testing.T, g *gate) {
+	t.Helper()
+	for range 3000 {
+		if _, err := os.Stat(g.holdFile() + ".held"); err == nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("no generation was held within 30 s")
 }
 
 func TestCloneThroughPackCache(t *testing.T) {
@@ -292,6 +330,7 @@ func TestCloneThroughPackCache(t *testing.T) {
 	release := hold(t, g)
 	held := make(chan gittest.Result, 1)
 	go func() { held <- g.git(t, work, "clone", "-q", "--filter=blob:none", repoURL, "partial") }()
+	waitHeld(t, g)
 	g.waitMetric(t, "gitgate_pack_objects_running", 1)
 	for _, url := range []string{repoURL, "ssh://git@" + g.sshAddr + "/example.git"} {
 		r := g.git(t, work, "clone", "--depth", "2", url, "refused"+strconv.Itoa(len(url)))
@@ -354,6 +393,7 @@ func TestThirtyTwoClonesFromOneAddressWithDefaults(t *testing.T) {
 		}()
 	}
 	// While the one generation is held, 8 git processes run and 24 wait.
+	waitHeld(t, g)
 	g.waitMetric(t, "gitgate_git_processes_waiting", 24)
 	if got := g.metric(t, "gitgate_git_processes_running"); got != gitgate.DefaultMaxGitPerUser {
 		t.Errorf("running: %v, want %d", got, gitgate.DefaultMaxGitPerUser)
