@@ -428,6 +428,11 @@ func (c *Cache) generate(e *entry, req Request) {
 	cmd.Stderr = e
 	ew := &entryWriter{e: e, f: f}
 	err = c.runPiped(cmd, ew)
+	// pack-objects has exited: its slot is free before any reader learns
+	// how it ended, so that a client that has its pack may fetch again at
+	// once (with no queue, it was refused while this one still renamed
+	// its file).
+	release()
 	var werr *writeError
 	if errors.As(err, &werr) || (err == nil && ew.err != nil) {
 		c.log.Warn("pack-objects cache write failed: serving without it", "repo", req.Repo, "err", err)

@@ -106,5 +106,8 @@
 // generations does not starve everyone else. A request that cannot get a
 // slot gets [gitgate.BusyMessage] as a "remote: " line, on HTTP and SSH
 // alike, and git ends with an error instead of hanging. Hits and joins take
-// no slot: they read a file.
+// no slot: they read a file. A generation gives its slot back as soon as
+// pack-objects has exited, before its readers learn that the pack is
+// complete, so a client that has its pack never finds its own generation
+// still holding the slot.
 package packcache
