@@ -74,7 +74,7 @@ func run(t testing.TB, timeout time.Duration, env []string, dir string, args ...
 	cmd.WaitDelay = 10 * time.Second
 	err := cmd.Run()
 	r := Result{Stdout: out.String(), Stderr: errb.String(), Err: err}
-	if ctx.Err() != nil {
+	if err != nil && ctx.Err() != nil { // not a git that ended just in time
 		r.Err = fmt.Errorf("timed out after %s: %w", timeout, err)
 		t.Errorf("git %s (in %s): timed out after %s, killed\nstdout so far:\n%s\nstderr so far:\n%s",
 			strings.Join(args, " "), dir, timeout, r.Stdout, r.Stderr)
